@@ -1,0 +1,1 @@
+"""Shipped data: the boards/ folder of the repository, installed as eehw.boards."""

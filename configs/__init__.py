@@ -1,0 +1,1 @@
+"""Shipped data: the configs/ folder of the repository, installed as eehw.configs."""

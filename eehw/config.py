@@ -1,0 +1,364 @@
+"""Typed run configuration, read from one YAML file (configs/*.yaml).
+
+Every section is a frozen dataclass; unknown keys, wrong types and bad values are refused
+with one line naming the file and the key, so a typo never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eehw.data import DATASET_NAMES as DATASETS
+from eehw.errors import EehwError
+from eehw.paths import shipped
+
+DEFAULT_CONFIG = "digits_mlp"
+
+
+class Backbone(str, Enum):
+    MLP = "mlp"
+    CNN1D = "cnn1d"
+    CNN2D = "cnn2d"
+
+
+class HeadType(str, Enum):
+    LINEAR = "linear"
+    POOL_LINEAR = "pool_linear"
+    CONV_POOL_LINEAR = "conv_pool_linear"
+
+
+class Regime(str, Enum):
+    E2E = "e2e"
+    IC_ONLY = "ic_only"
+    MIXED = "mixed"
+
+
+class SelectionMode(str, Enum):
+    TARGET = "target"
+    BUDGETED = "budgeted"
+    SUBNET = "subnet"
+
+
+POLICIES = ("margin", "max_softmax", "max_softmax_pow2", "entropy", "patience")
+
+
+@dataclass(frozen=True)
+class ExitSpec:
+    after: int  # index of the backbone block whose output the head reads
+    head: HeadType
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: Backbone | None = None
+    widths: tuple[int, ...] = ()  # MLP hidden widths or CNN channels, one backbone block each
+    kernel: int = 3
+    pool: tuple[int, ...] = ()  # CNN max-pool size after each block (1 = none)
+    weight_bits: int = 4
+    act_bits: int = 4
+    input_bits: int = 8
+    logit_bits: int = 16
+    exits: tuple[ExitSpec, ...] = ()
+    head_channels: int = 8  # conv_pool_linear heads
+    head_pool: int = 2  # pool_linear / conv_pool_linear heads
+    factory: str | None = None  # "module:function" building a user's own Brevitas model
+
+
+@dataclass(frozen=True)
+class Distillation:
+    temperature: float = 3.0
+    alpha: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    regime: Regime = Regime.E2E
+    epochs: int = 40
+    backbone_epochs: int = 0  # ic_only / mixed: epochs of the backbone phase (0 = same as epochs)
+    batch_size: int = 64
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    exit_weights: tuple[float, ...] | None = None  # e2e loss weight per exit (default all 1)
+    distillation: Distillation | None = None
+    backbone_checkpoint: str | None = None  # ic_only: load the backbone instead of training it
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    name: str = "margin"
+    mode: SelectionMode = SelectionMode.TARGET
+    max_drop_pp: float = 0.5  # target mode: accuracy within this many points of the final exit
+    max_cost: float | None = None  # budgeted mode: mean cost as a fraction of the final-only network
+    exit: int | None = None  # subnet mode: always leave at this exit
+    frac_bits: int = 8  # max_softmax_pow2: fractional bits of the exponent sum
+    calibrate: bool = True  # fit a temperature per exit on validation (softmax policies)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    seed: int
+    data: dict[str, Any]
+    model: ModelConfig
+    training: TrainingConfig
+    policy: PolicyConfig
+    source: Path = field(default=Path("."), compare=False)
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder of the config file: relative paths in it are read from here."""
+        return self.source.parent
+
+    def training_hash(self) -> str:
+        """Content hash of everything that determines the trained weights."""
+        from eehw import __version__
+
+        payload = {
+            "version": __version__,
+            "seed": self.seed,
+            "data": self.data,
+            "model": _jsonable(self.model),
+            "training": _jsonable(self.training),
+        }
+        if self.model.factory:
+            payload["factory_source"] = _factory_source_hash(self)
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _factory_source_hash(cfg: Config) -> str:
+    """Hash the factory's module file too, so editing a user's model retrains it."""
+    module = cfg.model.factory.split(":", 1)[0]
+    candidate = cfg.base_dir / (module.replace(".", "/") + ".py")
+    return hashlib.sha256(candidate.read_bytes()).hexdigest() if candidate.exists() else module
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A path to a YAML file, or the name of a shipped config (``digits_mlp``)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise EehwError(f"config file {path} does not exist")
+        return path
+    shipped_path = shipped("configs") / f"{name_or_path}.yaml"
+    if shipped_path.exists():
+        return shipped_path
+    known = ", ".join(sorted(p.stem for p in shipped("configs").glob("*.yaml")))
+    raise EehwError(f"unknown config '{name_or_path}': give a .yaml path or one of: {known}")
+
+
+def load_config(name_or_path: str | Path) -> Config:
+    path = resolve_config_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "could not be parsed"
+        raise EehwError(f"config {path}: invalid YAML{where}: {problem}") from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw: Any, source: Path) -> Config:
+    ctx = _Reader(source)
+    top = ctx.mapping(raw, "", required=("data", "model"),
+                      optional=("name", "seed", "training", "policy"))
+    data = ctx.mapping(top["data"], "data", required=("name",), optional=None)
+    if data["name"] not in DATASETS:
+        ctx.fail("data.name", f"unknown dataset '{data['name']}'; valid: {', '.join(DATASETS)}")
+    return Config(
+        name=str(top.get("name", source.stem)),
+        seed=ctx.integer(top.get("seed", 0), "seed", minimum=0),
+        data=dict(data),
+        model=_parse_model(ctx, top["model"]),
+        training=_parse_training(ctx, top.get("training", {})),
+        policy=_parse_policy(ctx, top.get("policy", {})),
+        source=source,
+    )
+
+
+def _parse_model(ctx: _Reader, raw: Any) -> ModelConfig:
+    fields_ = [f.name for f in dataclasses.fields(ModelConfig)]
+    m = ctx.mapping(raw, "model", required=(), optional=fields_)
+    if "factory" in m:
+        factory = m["factory"]
+        if not isinstance(factory, str) or ":" not in factory:
+            ctx.fail("model.factory", "must be 'module:function', e.g. 'my_model:make_model'")
+        extra = set(m) - {"factory", "weight_bits", "act_bits", "input_bits", "logit_bits"}
+        if extra:
+            ctx.fail("model", f"keys {sorted(extra)} do not apply to a factory model")
+        return ModelConfig(factory=factory)
+    if "backbone" not in m:
+        ctx.fail("model.backbone", f"missing; valid: {', '.join(b.value for b in Backbone)}")
+    backbone = ctx.enum(Backbone, m["backbone"], "model.backbone")
+    widths = ctx.int_list(m.get("widths"), "model.widths", minimum=1)
+    if not widths:
+        ctx.fail("model.widths", "give at least one block width")
+    pool = ctx.int_list(m.get("pool", [1] * len(widths)), "model.pool", minimum=1)
+    if len(pool) != len(widths):
+        ctx.fail("model.pool", f"has {len(pool)} entries but model.widths has {len(widths)}")
+    exits = _parse_exits(ctx, m.get("exits", []), len(widths), backbone)
+    return ModelConfig(
+        backbone=backbone,
+        widths=tuple(widths),
+        kernel=ctx.integer(m.get("kernel", 3), "model.kernel", minimum=1),
+        pool=tuple(pool),
+        weight_bits=ctx.integer(m.get("weight_bits", 4), "model.weight_bits", minimum=2, maximum=16),
+        act_bits=ctx.integer(m.get("act_bits", 4), "model.act_bits", minimum=2, maximum=16),
+        input_bits=ctx.integer(m.get("input_bits", 8), "model.input_bits", minimum=2, maximum=16),
+        logit_bits=ctx.integer(m.get("logit_bits", 16), "model.logit_bits", minimum=4, maximum=24),
+        exits=exits,
+        head_channels=ctx.integer(m.get("head_channels", 8), "model.head_channels", minimum=1),
+        head_pool=ctx.integer(m.get("head_pool", 2), "model.head_pool", minimum=1),
+    )
+
+
+def _parse_exits(ctx: _Reader, raw: Any, n_blocks: int, backbone: Backbone) -> tuple[ExitSpec, ...]:
+    if not isinstance(raw, list):
+        ctx.fail("model.exits", "must be a list of {after: BLOCK, head: TYPE}")
+    by_block: dict[int, HeadType] = {}
+    for i, item in enumerate(raw):
+        key = f"model.exits[{i}]"
+        entry = ctx.mapping(item, key, required=("after",), optional=("head",))
+        head = ctx.enum(HeadType, entry.get("head", "linear"), f"{key}.head")
+        if backbone == Backbone.MLP and head != HeadType.LINEAR:
+            ctx.fail(f"{key}.head", f"'{head.value}' needs a convolutional backbone; an mlp takes 'linear'")
+        afters = range(n_blocks) if entry["after"] == "all" else [entry["after"]]
+        for after in afters:
+            after = ctx.integer(after, f"{key}.after", minimum=0, maximum=n_blocks - 1)
+            if after in by_block:
+                ctx.fail(f"{key}.after", f"block {after} already has an exit")
+            by_block[after] = head
+    # The last block always carries the final classifier.
+    by_block.setdefault(n_blocks - 1, HeadType.LINEAR)
+    return tuple(ExitSpec(after=k, head=by_block[k]) for k in sorted(by_block))
+
+
+def _parse_training(ctx: _Reader, raw: Any) -> TrainingConfig:
+    fields_ = [f.name for f in dataclasses.fields(TrainingConfig)]
+    t = ctx.mapping(raw, "training", required=(), optional=fields_)
+    distill = None
+    if t.get("distillation") is not None:
+        d = ctx.mapping(t["distillation"], "training.distillation", required=(),
+                        optional=("temperature", "alpha"))
+        distill = Distillation(
+            temperature=ctx.number(d.get("temperature", 3.0), "training.distillation.temperature", minimum=1e-3),
+            alpha=ctx.number(d.get("alpha", 0.5), "training.distillation.alpha", minimum=0.0, maximum=1.0),
+        )
+    weights = t.get("exit_weights")
+    if weights is not None:
+        if not isinstance(weights, list) or not weights:
+            ctx.fail("training.exit_weights", "must be a list of numbers, one per exit")
+        weights = tuple(ctx.number(w, "training.exit_weights", minimum=0.0) for w in weights)
+    return TrainingConfig(
+        regime=ctx.enum(Regime, t.get("regime", "e2e"), "training.regime"),
+        epochs=ctx.integer(t.get("epochs", 40), "training.epochs", minimum=1),
+        backbone_epochs=ctx.integer(t.get("backbone_epochs", 0), "training.backbone_epochs", minimum=0),
+        batch_size=ctx.integer(t.get("batch_size", 64), "training.batch_size", minimum=1),
+        lr=ctx.number(t.get("lr", 0.01), "training.lr", minimum=1e-9),
+        weight_decay=ctx.number(t.get("weight_decay", 0.0), "training.weight_decay", minimum=0.0),
+        exit_weights=weights,
+        distillation=distill,
+        backbone_checkpoint=t.get("backbone_checkpoint"),
+    )
+
+
+def _parse_policy(ctx: _Reader, raw: Any) -> PolicyConfig:
+    fields_ = [f.name for f in dataclasses.fields(PolicyConfig)]
+    p = ctx.mapping(raw, "policy", required=(), optional=fields_)
+    name = p.get("name", "margin")
+    if name not in POLICIES:
+        ctx.fail("policy.name", f"unknown policy '{name}'; valid: {', '.join(POLICIES)}")
+    mode = ctx.enum(SelectionMode, p.get("mode", "target"), "policy.mode")
+    max_cost = p.get("max_cost")
+    if mode == SelectionMode.BUDGETED and max_cost is None:
+        ctx.fail("policy.max_cost", "budgeted mode needs max_cost (mean cost as a fraction of the final-only network)")
+    exit_ = p.get("exit")
+    if mode == SelectionMode.SUBNET and exit_ is None:
+        ctx.fail("policy.exit", "subnet mode needs the exit index to always leave at")
+    return PolicyConfig(
+        name=name,
+        mode=mode,
+        max_drop_pp=ctx.number(p.get("max_drop_pp", 0.5), "policy.max_drop_pp", minimum=0.0),
+        max_cost=None if max_cost is None else ctx.number(max_cost, "policy.max_cost", minimum=0.0),
+        exit=None if exit_ is None else ctx.integer(exit_, "policy.exit", minimum=0),
+        frac_bits=ctx.integer(p.get("frac_bits", 8), "policy.frac_bits", minimum=1, maximum=24),
+        calibrate=bool(p.get("calibrate", True)),
+    )
+
+
+class _Reader:
+    """Checks YAML values and fails with one line naming the file and key."""
+
+    def __init__(self, source: Path):
+        self.source = source
+
+    def fail(self, key: str, message: str):
+        where = f"{key}: " if key else ""
+        raise EehwError(f"config {self.source}: {where}{message}")
+
+    def mapping(self, raw: Any, key: str, required, optional) -> dict:
+        if raw is None and not required:
+            return {}
+        if not isinstance(raw, dict):
+            self.fail(key, "must be a mapping of keys to values" if key else "the file must hold a mapping (key: value lines)")
+        for name in required:
+            if name not in raw:
+                self.fail(f"{key}.{name}" if key else name, "is required but missing")
+        if optional is not None:
+            unknown = set(raw) - set(required) - set(optional)
+            if unknown:
+                valid = ", ".join(list(required) + list(optional))
+                bad = sorted(map(str, unknown))[0]
+                self.fail(f"{key}.{bad}" if key else bad, f"unknown key; valid keys here: {valid}")
+        return raw
+
+    def integer(self, value: Any, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"must be an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            self.fail(key, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            self.fail(key, f"must be <= {maximum}, got {value}")
+        return value
+
+    def number(self, value: Any, key: str, minimum: float | None = None, maximum: float | None = None) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(key, f"must be a number, got {value!r}")
+        if minimum is not None and value < minimum:
+            self.fail(key, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            self.fail(key, f"must be <= {maximum}, got {value}")
+        return float(value)
+
+    def int_list(self, value: Any, key: str, minimum: int | None = None) -> list[int]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(key, f"must be a list of integers, got {value!r}")
+        return [self.integer(v, key, minimum=minimum) for v in value]
+
+    def enum(self, enum: type[Enum], value: Any, key: str):
+        try:
+            return enum(value)
+        except ValueError:
+            valid = ", ".join(e.value for e in enum)
+            self.fail(key, f"unknown value '{value}'; valid: {valid}")

@@ -1,0 +1,122 @@
+"""Exit statistics of a trained design on the test set, from the golden integer model.
+
+Thresholds are chosen on validation, the report is measured on test; Brevitas is run on the
+test set too so that every report states how many samples the golden model disagrees on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eehw.config import Config
+from eehw.data import Dataset
+from eehw.export import brevitas_int_logits
+from eehw.golden import GoldenModel
+from eehw.policies import PolicyName, PolicyParams, calibrate_shift, calibrate_temperature, decide
+from eehw.thresholds import select_thresholds
+from eehw.train import TrainedModel
+
+
+def policy_params(cfg: Config, z_val: list[np.ndarray], y_val: np.ndarray, exps: list[int]) -> PolicyParams:
+    """Per-exit temperatures (softmax policies) or shifts (pow2), calibrated on validation."""
+    name = PolicyName(cfg.policy.name)
+    p = cfg.policy
+    if name in (PolicyName.MAX_SOFTMAX, PolicyName.ENTROPY) and p.calibrate:
+        temps = tuple(calibrate_temperature(z, y_val, e) for z, e in zip(z_val, exps))
+        return PolicyParams(name, temperatures=temps, frac_bits=p.frac_bits)
+    if name == PolicyName.MAX_SOFTMAX_POW2:
+        shifts = tuple(calibrate_shift(z, y_val, p.frac_bits) if p.calibrate else 0 for z in z_val)
+        return PolicyParams(name, shifts=shifts, frac_bits=p.frac_bits)
+    return PolicyParams(name, frac_bits=p.frac_bits)
+
+
+def _jsonable(value):
+    if value is None:
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def evaluate(cfg: Config, data: Dataset, trained: TrainedModel, golden: GoldenModel) -> dict:
+    exps = golden.logit_exps
+    z_val = golden.forward(data.x_val)
+    z_test = golden.forward(data.x_test)
+    z_brevitas = brevitas_int_logits(trained.model, data.x_test, golden)
+    differs = np.zeros(len(data.y_test), dtype=bool)
+    for a, b in zip(z_test, z_brevitas):
+        differs |= (a != b).any(axis=1)
+
+    params = policy_params(cfg, z_val, data.y_val, exps)
+    costs = golden.exit_costs()
+    p = cfg.policy
+    thresholds = select_thresholds(
+        p.mode.value, params, z_val, exps, data.y_val, costs,
+        max_drop_pp=p.max_drop_pp, max_cost=p.max_cost, exit=p.exit)
+    exit_index, prediction = decide(params, z_test, exps, thresholds)
+
+    y = data.y_test
+    correct = np.stack([np.argmax(z, axis=1) == y for z in z_test])  # (K, N)
+    # Oracle: each sample leaves at its first correct exit (the final one if none is correct).
+    oracle_exit = np.where(correct.any(axis=0), np.argmax(correct, axis=0), len(z_test) - 1)
+    overthinking = correct[:-1].any(axis=0) & ~correct[-1]
+    exits = []
+    for k, position in enumerate(golden.exits):
+        leaves = exit_index == k
+        exits.append({
+            "position": position,
+            "head": golden.heads[position].name,
+            "accuracy": float(correct[k].mean()),
+            "exit_rate": float(leaves.mean()),
+            "exited_accuracy": float((prediction[leaves] == y[leaves]).mean()) if leaves.any() else None,
+            "threshold": _jsonable(thresholds[k]) if k < len(thresholds) else None,
+            "cost_ratio": float(costs[k]),
+            "macs_block": golden.blocks[position].macs,
+            "macs_head": golden.heads[position].macs,
+            "logit_exp": exps[k],
+        })
+    return {
+        "config": cfg.name,
+        "dataset": data.name,
+        "samples": {"train": len(data.y_train), "val": len(data.y_val), "test": len(y)},
+        "policy": {
+            "name": params.name.value,
+            "mode": p.mode.value,
+            "max_drop_pp": p.max_drop_pp,
+            "temperatures": list(params.temperatures) if params.temperatures else None,
+            "shifts": list(params.shifts) if params.shifts else None,
+            "frac_bits": params.frac_bits,
+        },
+        "accuracy": float((prediction == y).mean()),
+        "final_accuracy": float(correct[-1].mean()),
+        "mean_cost_ratio": float(costs[exit_index].mean()),
+        "oracle_cost_ratio": float(costs[oracle_exit].mean()),
+        "oracle_accuracy": float(correct.any(axis=0).mean()),
+        "overthinking": float(overthinking.mean()),
+        "golden_mismatches": int(differs.sum()),
+        "golden_checked": {"samples": len(y), "exits": len(z_test)},
+        "exits": exits,
+        "train_seconds": trained.seconds,
+        "checkpoint_cached": trained.cached,
+    }
+
+
+def format_report(ev: dict) -> str:
+    """The evaluation as a short human-readable table."""
+    pol = ev["policy"]
+    lines = [
+        f"{ev['config']} on {ev['dataset']} (test {ev['samples']['test']} samples), policy {pol['name']} "
+        f"({pol['mode']})",
+        f"  {'exit':>4} {'block':>5} {'acc':>7} {'exit rate':>9} {'threshold':>12} {'cost':>6}",
+    ]
+    for k, e in enumerate(ev["exits"]):
+        thr = "-" if e["threshold"] is None else (f"{e['threshold']:.4g}" if isinstance(e["threshold"], float) else str(e["threshold"]))
+        thr = "final" if k == len(ev["exits"]) - 1 else thr
+        lines.append(f"  {k:>4} {e['position']:>5} {e['accuracy']:>7.2%} {e['exit_rate']:>9.2%} {thr:>12} "
+                     f"{e['cost_ratio']:>6.3f}")
+    lines += [
+        f"  early-exit accuracy {ev['accuracy']:.2%} (final exit only {ev['final_accuracy']:.2%})",
+        f"  mean cost {ev['mean_cost_ratio']:.3f} x final-only (oracle {ev['oracle_cost_ratio']:.3f}), "
+        f"overthinking {ev['overthinking']:.2%}",
+        f"  golden vs Brevitas: {ev['golden_mismatches']} mismatching samples of {ev['golden_checked']['samples']} "
+        f"at {ev['golden_checked']['exits']} exits",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Shipped data: the hls_templates/ folder of the repository, installed as eehw.hls_templates."""

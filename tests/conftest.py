@@ -1,0 +1,43 @@
+import os
+import warnings
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_dirs(tmp_path_factory):
+    """Checkpoints and builds of a test run never touch the user's cache or build/."""
+    root = tmp_path_factory.mktemp("eehw")
+    os.environ["EEHW_CACHE_DIR"] = str(root / "cache")
+    os.environ["EEHW_BUILD_DIR"] = str(root / "build")
+    warnings.filterwarnings("ignore", module="brevitas")
+    yield
+
+
+TINY_MLP = """
+name: tiny_mlp
+seed: {seed}
+data: {{name: digits}}
+model:
+  backbone: mlp
+  widths: [16, 16, 16]
+  exits: [{{after: all, head: linear}}]
+training:
+  regime: {regime}
+  epochs: {epochs}
+  batch_size: 128
+  lr: 0.02
+{extra}
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """Write a small, fast digits MLP config and return its path."""
+
+    def make(regime="e2e", epochs=2, seed=0, extra=""):
+        path = tmp_path / f"tiny_{regime}_{seed}_{epochs}.yaml"
+        path.write_text(TINY_MLP.format(regime=regime, epochs=epochs, seed=seed, extra=extra))
+        return path
+
+    return make

@@ -1,0 +1,63 @@
+"""Configs: the shipped ones parse as intended, bad ones fail with one line naming file and key."""
+
+import pytest
+
+from eehw.config import Backbone, HeadType, Regime, load_config
+from eehw.errors import EehwError
+
+
+def test_shipped_configs_parse():
+    mlp = load_config("digits_mlp")
+    assert mlp.model.backbone == Backbone.MLP
+    assert [e.after for e in mlp.model.exits] == [0, 1, 2, 3]  # dense placement, >= 3 candidate exits
+    cnn = load_config("digits_cnn")
+    assert cnn.model.backbone == Backbone.CNN2D and cnn.training.regime == Regime.MIXED
+    m1d = load_config("mnist1d_cnn")
+    assert [e.head for e in m1d.model.exits] == [HeadType.CONV_POOL_LINEAR, HeadType.POOL_LINEAR,
+                                                   HeadType.LINEAR, HeadType.LINEAR]
+
+
+def test_final_head_is_added_and_hash_tracks_training(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {name: digits}\nmodel: {backbone: mlp, widths: [8, 8], exits: [{after: 0}]}\n")
+    cfg = load_config(path)
+    assert [(e.after, e.head) for e in cfg.model.exits] == [(0, HeadType.LINEAR), (1, HeadType.LINEAR)]
+    path.write_text(path.read_text() + "training: {epochs: 3}\n")
+    assert load_config(path).training_hash() != cfg.training_hash()
+    path.write_text(path.read_text() + "policy: {name: entropy}\n")  # the policy does not change weights
+    assert load_config(path).training_hash() == load_config(path).training_hash()
+
+
+BAD = [
+    ("model: [unclosed\n", "invalid YAML at line"),
+    ("- just a list\n", "must hold a mapping"),
+    ("model: {backbone: mlp, widths: [8]}\n", "data: is required"),
+    ("data: {name: cifar}\nmodel: {backbone: mlp, widths: [8]}\n", "unknown dataset 'cifar'"),
+    ("data: {name: digits}\nmodel: {backbone: transformer, widths: [8]}\n", "model.backbone: unknown value 'transformer'"),
+    ("data: {name: digits}\nmodel: {backbone: cnn2d, widths: [8], exits: [{after: 0, head: attention}]}\n",
+     "unknown value 'attention'"),
+    ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8], exits: [{after: 0, head: pool_linear}]}\n",
+     "needs a convolutional backbone"),
+    ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8], exits: [{after: 5}]}\n", "must be <= 0"),
+    ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8], widht: 3}\n", "model.widht: unknown key"),
+    ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\ntraining: {regime: lazy}\n", "training.regime"),
+    ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\ntraining: {epochs: 'ten'}\n", "must be an integer"),
+    ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\npolicy: {name: vibes}\n", "unknown policy 'vibes'"),
+    ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\npolicy: {mode: budgeted}\n", "needs max_cost"),
+    ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8], weight_bits: 1}\n", "must be >= 2"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD)
+def test_bad_config_one_line(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(EehwError) as err:
+        load_config(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_config_name_lists_shipped():
+    with pytest.raises(EehwError, match="digits_mlp"):
+        load_config("no_such_config")
