@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
 
 from eehw.errors import EehwError
 from eehw.paths import shipped
+from eehw.yamlfile import read_yaml
 
 #: Values accepted by Yosys ``synth_xilinx -family``; checked so a typo fails here, not in Yosys.
 YOSYS_FAMILIES = ("xcup", "xcu", "xc7", "xc6s", "xc6v", "xc5v", "xc4v",
@@ -135,17 +135,7 @@ def resolve_board_path(name_or_path: str | Path) -> Path:
 def load_board(name_or_path: str | Path) -> Board:
     """Load and validate a board by shipped name (``pynq-z2``) or by path to a YAML file."""
     path = resolve_board_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "could not be parsed"
-        raise EehwError(f"board file {path}: invalid YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EehwError(f"board file {path}: cannot be read ({exc.__class__.__name__}); "
-                        f"check that it is a readable text file") from None
-    return parse_board(raw, path)
+    return parse_board(read_yaml(path, "board file"), path)
 
 
 def parse_board(raw: Any, source: Path) -> Board:

@@ -14,11 +14,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from eehw.data import DATASET_NAMES as DATASETS
 from eehw.errors import EehwError
 from eehw.paths import shipped
+from eehw.yamlfile import read_yaml
 
 DEFAULT_CONFIG = "digits_mlp"
 
@@ -167,14 +166,7 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 
 def load_config(name_or_path: str | Path) -> Config:
     path = resolve_config_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "could not be parsed"
-        raise EehwError(f"config {path}: invalid YAML{where}: {problem}") from None
-    return parse_config(raw, path)
+    return parse_config(read_yaml(path, "config"), path)
 
 
 def parse_config(raw: Any, source: Path) -> Config:

@@ -145,7 +145,7 @@ def _fit(model: nn.Module, data: Dataset, t: TrainingConfig, epochs: int, phase:
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                total += float(loss) * len(idx)
+                total += loss.item() * len(idx)
             bar.update(task, advance=1, description=f"train {phase} loss {total / len(order):.3f}")
     for p in model.parameters():
         p.requires_grad_(True)
