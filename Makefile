@@ -9,7 +9,7 @@ CONFIG ?= digits_mlp
 STAMP  := $(VENV)/.installed
 EEHW   := $(VENV)/bin/eehw
 
-.PHONY: all synth train evaluate test tools boards clean
+.PHONY: all synth sim train evaluate test tools boards clean
 
 all: synth
 
@@ -30,6 +30,9 @@ tools: $(STAMP)
 
 synth: tools
 	$(EEHW) synth $(CONFIG) --board $(BOARD)
+
+sim: tools
+	$(EEHW) sim
 
 train: $(STAMP)
 	$(EEHW) train $(CONFIG)

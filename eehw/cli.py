@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--board", default="pynq-z2", help="board name or board YAML path (default: pynq-z2)")
 
+    p = verbs.add_parser("sim", help="run the cocotb/Verilator testbenches of the RTL library")
+    p.add_argument("-k", dest="keyword", help="only the tests matching this pytest -k expression")
+
     verbs.add_parser("boards", help="list the known boards")
     return parser
 
@@ -62,6 +65,17 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{b.name:10s} {b.part:22s} {b.clock_mhz:g} MHz  LUT {b.budget.LUT:,}  FF {b.budget.FF:,}  "
                   f"BRAM18 {b.budget.BRAM18:,}  DSP {b.budget.DSP:,}")
         return 0
+    if args.verb == "sim":
+        try:
+            import pytest
+        except ImportError:
+            raise EehwError("eehw sim runs the testbenches with pytest: pip install pytest") from None
+        from eehw.paths import shipped
+        from eehw.verilator import verilator_env
+
+        verilator_env()  # a missing Verilator is one line here, not a skip per test
+        extra = ["-k", args.keyword] if args.keyword else []
+        return pytest.main([str(shipped("rtl_sim") / "tests"), "-q", "-p", "no:cacheprovider", *extra])
     if args.verb == "train":
         design = flow.run(args.config, stop_after="train", force_train=args.force)
         t = design.trained
@@ -80,10 +94,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb == "synth":
         design = flow.run(args.config, board=args.board)
         from eehw.evaluate import format_report
+        from eehw.report import to_markdown
 
         print(format_report(design.evaluation))
-        for line in design.notes:
-            print(line)
+        print()
+        print(to_markdown(design.report))
+        print("reports: " + ", ".join(str(p) for p in design.report_paths))
         return 0
     raise AssertionError(args.verb)
 

@@ -102,6 +102,13 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class HardwareConfig:
+    max_simd: int = 8  # default folding: the widest SIMD <= this that divides a layer's inputs
+    max_pe: int = 4  # ... and the widest PE <= this that divides its outputs
+    folding: tuple[tuple[str, int, int], ...] = ()  # per-layer overrides: (layer name, SIMD, PE)
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     seed: int
@@ -109,6 +116,7 @@ class Config:
     model: ModelConfig
     training: TrainingConfig
     policy: PolicyConfig
+    hardware: HardwareConfig = HardwareConfig()
     source: Path = field(default=Path("."), compare=False)
 
     @property
@@ -172,7 +180,7 @@ def load_config(name_or_path: str | Path) -> Config:
 def parse_config(raw: Any, source: Path) -> Config:
     ctx = _Reader(source)
     top = ctx.mapping(raw, "", required=("data", "model"),
-                      optional=("name", "seed", "training", "policy"))
+                      optional=("name", "seed", "training", "policy", "hardware"))
     data = ctx.mapping(top["data"], "data", required=("name",), optional=None)
     if data["name"] not in DATASETS:
         ctx.fail("data.name", f"unknown dataset '{data['name']}'; valid: {', '.join(DATASETS)}")
@@ -183,6 +191,7 @@ def parse_config(raw: Any, source: Path) -> Config:
         model=_parse_model(ctx, top["model"]),
         training=_parse_training(ctx, top.get("training", {})),
         policy=_parse_policy(ctx, top.get("policy", {})),
+        hardware=_parse_hardware(ctx, top.get("hardware", {})),
         source=source,
     )
 
@@ -294,6 +303,22 @@ def _parse_policy(ctx: _Reader, raw: Any) -> PolicyConfig:
         exit=None if exit_ is None else ctx.integer(exit_, "policy.exit", minimum=0),
         frac_bits=ctx.integer(p.get("frac_bits", 8), "policy.frac_bits", minimum=1, maximum=24),
         calibrate=bool(p.get("calibrate", True)),
+    )
+
+
+def _parse_hardware(ctx: _Reader, raw: Any) -> HardwareConfig:
+    h = ctx.mapping(raw, "hardware", required=(), optional=("max_simd", "max_pe", "folding"))
+    folding = []
+    overrides = ctx.mapping(h.get("folding", {}), "hardware.folding", required=(), optional=None)
+    for layer, lanes in overrides.items():
+        key = f"hardware.folding.{layer}"
+        pair = ctx.mapping(lanes, key, required=("simd", "pe"), optional=())
+        folding.append((str(layer), ctx.integer(pair["simd"], f"{key}.simd", minimum=1),
+                        ctx.integer(pair["pe"], f"{key}.pe", minimum=1)))
+    return HardwareConfig(
+        max_simd=ctx.integer(h.get("max_simd", 8), "hardware.max_simd", minimum=1),
+        max_pe=ctx.integer(h.get("max_pe", 4), "hardware.max_pe", minimum=1),
+        folding=tuple(folding),
     )
 
 

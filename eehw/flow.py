@@ -31,8 +31,11 @@ class Design:
     trained: TrainedModel | None = None
     golden: GoldenModel | None = None
     evaluation: dict | None = None
-    notes: list[str] = field(default_factory=list)
+    rtl: dict = field(default_factory=dict)  # "early_exit" / "baseline" -> RtlDesign
+    measured: dict = field(default_factory=dict)  # same keys -> simulation and synthesis figures
+    report_paths: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    report: dict | None = None
 
     @property
     def out_dir(self) -> Path:
@@ -65,27 +68,115 @@ def step_evaluate(d: Design) -> None:
     tmp.replace(path)
 
 
+def _policy(d: Design):
+    from eehw.policies import PolicyParams
+
+    pol = d.evaluation["policy"]
+    return PolicyParams(pol["name"], temperatures=pol["temperatures"], shifts=pol["shifts"],
+                        frac_bits=pol["frac_bits"])
+
+
+def _early_exit_choice(d: Design) -> tuple[list[int], list[int | None]]:
+    """The exits the thresholds enable (plus the final one) and their register values."""
+    exits = d.evaluation["exits"]
+    kept = [e for e in exits[:-1] if e["threshold"] is not None]
+    return [e["position"] for e in kept], [e["threshold"] for e in kept]
+
+
+def step_rtl(d: Design) -> None:
+    from eehw.hwplan import Folding, plan_design
+    from eehw.rtl import generate
+
+    hw = d.cfg.hardware
+    foldings = {name: Folding(simd, pe) for name, simd, pe in hw.folding}
+    positions, _ = _early_exit_choice(d)
+    params = _policy(d)
+    for kind, exits in (("early_exit", positions), ("baseline", [])):
+        name = d.cfg.name if kind == "early_exit" else f"{d.cfg.name}_baseline"
+        plan = plan_design(d.golden, name, exits, foldings, hw.max_simd, hw.max_pe)
+        d.rtl[kind] = generate(plan, params, d.out_dir / ("rtl" if kind == "early_exit" else "rtl_baseline"),
+                               d.golden.exits)
+
+
+def step_simulate(d: Design) -> None:
+    from eehw.measure import run_design
+
+    _, thresholds = _early_exit_choice(d)
+    params = _policy(d)
+    for kind, rtl in d.rtl.items():
+        d.measured[kind] = run_design(d.golden, rtl, params, d.data.x_test, thresholds if kind == "early_exit" else [])
+
+
+def step_synthesise(d: Design) -> None:
+    from eehw.measure import resources
+
+    for kind, rtl in d.rtl.items():
+        d.measured[kind]["resources"] = resources(rtl, d.board)
+
+
+def step_report(d: Design) -> None:
+    from eehw.report import write_reports
+
+    ee, base = d.measured["early_exit"], d.measured["baseline"]
+    y = d.data.y_test
+    kept = [d.golden.exits.index(p) for p in d.rtl["early_exit"].plan.exits]
+    exits = []
+    for k, idx in enumerate(kept):
+        e = d.evaluation["exits"][idx]
+        leaves = ee["exit_index"] == k
+        exits.append({"position": e["position"], "policy": d.evaluation["policy"]["name"],
+                      "threshold": e["threshold"] if k < len(kept) - 1 else None,
+                      "exit_rate": float(leaves.mean()), "accuracy": e["accuracy"],
+                      "exited_accuracy": float((ee["predictions"][leaves] == y[leaves]).mean()) if leaves.any() else None})
+
+    def summary(m: dict, rtl) -> dict:
+        lat = dict(m["latency_cycles"])
+        lat["bound"] = m["worst_case_latency_cycles"]
+        return {"latency_cycles": lat, "throughput_samples_per_cycle": m["throughput_samples_per_cycle"],
+                "resources": m["resources"], "bit_exact": m["bit_exact"], "simulated_cycles": m["simulated_cycles"],
+                "simulation_seconds": m["simulation_seconds"], "top": rtl.top}
+
+    report = {
+        "design": d.cfg.name, "board": d.board.name, "part": d.board.part, "clock_mhz": d.board.clock_mhz,
+        "dataset": d.data.name,
+        "accuracy": {"early_exit": float((ee["predictions"] == y).mean()),
+                     "final_only": float((base["predictions"] == y).mean())},
+        "exits": exits,
+        **summary(ee, d.rtl["early_exit"]),
+        "fits": ee["resources"]["fits"],
+        "baseline": summary(base, d.rtl["baseline"]),
+        "evaluation": {k: d.evaluation[k] for k in ("mean_cost_ratio", "oracle_cost_ratio", "golden_mismatches")},
+        "seconds_per_step": d.seconds,
+    }
+    latencies = {"early exit": ee["latency_cycles_raw"], "baseline": base["latency_cycles_raw"]}
+    d.report_paths = write_reports(report, d.out_dir, latencies)
+    d.report = report
+
+
 STEPS: list[tuple[str, Callable[[Design], None]]] = [
     ("data", step_data),
     ("train", step_train),
     ("golden", step_golden),
     ("evaluate", step_evaluate),
+    ("rtl", step_rtl),
+    ("simulate", step_simulate),
+    ("synthesise", step_synthesise),
+    ("report", step_report),
 ]
 
-# Steps of the hardware issues, named here so the flow can say where it stops.
-NOT_BUILT_YET = ["rtl (Verilog generation, cocotb/Verilator simulation, Yosys synthesis)", "report"]
+# Steps that need a board: without one the flow stops after evaluation.
+BOARD_STEPS = {"rtl", "simulate", "synthesise", "report"}
 
 
 def run(config: str | Path, board: str | None = None, stop_after: str | None = None,
         force_train: bool = False) -> Design:
     design = Design(load_config(config), load_board(board) if board else None, force_train=force_train)
     for name, step in STEPS:
+        if name in BOARD_STEPS and design.board is None:
+            break
         start = time.perf_counter()
         step(design)
         design.seconds[name] = time.perf_counter() - start
         if name == stop_after:
-            return design
-    design.notes.append(
-        f"stopped after evaluation: the next step, {NOT_BUILT_YET[0]}, is not built yet; "
-        f"evaluation written to {design.out_dir / 'evaluation.json'}")
+            break
     return design

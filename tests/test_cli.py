@@ -34,13 +34,30 @@ def test_bad_yaml_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_synth_runs_training_and_evaluation_then_says_what_is_next():
+def test_synth_runs_the_whole_flow_and_writes_the_reports():
     result = _eehw("synth", "--board", "pynq-z2")
     assert result.returncode == 0, result.stderr
-    assert "not built yet" in result.stdout and "Traceback" not in result.stderr
-    report = os.path.join(os.environ["EEHW_BUILD_DIR"], "pynq-z2", "digits_mlp", "evaluation.json")
-    with open(report) as f:
-        ev = json.load(f)
-    assert ev["golden_mismatches"] == 0 and ev["golden_checked"]["samples"] > 300
+    assert "Traceback" not in result.stderr
+    out_dir = os.path.join(os.environ["EEHW_BUILD_DIR"], "pynq-z2", "digits_mlp")
+    with open(os.path.join(out_dir, "report.json")) as f:
+        report = json.load(f)
+    for key in ("board", "part", "clock_mhz", "dataset", "accuracy", "exits", "latency_cycles",
+                "throughput_samples_per_cycle", "baseline", "resources", "fits", "bit_exact"):
+        assert key in report
+    assert report["part"] == "xc7z020clg400-1" and report["clock_mhz"] == 100
+    assert report["bit_exact"]["mismatches"] == 0 and report["bit_exact"]["samples"] == 359
+    assert report["baseline"]["bit_exact"]["mismatches"] == 0
+    for key in ("mean", "p50", "p99", "max", "bound"):
+        assert key in report["latency_cycles"]
+    for key in ("LUT", "FF", "DSP", "BRAM18", "per_block", "tool"):
+        assert key in report["resources"]
+    assert report["resources"]["LUT"] > 0 and report["fits"] is True
+    assert {"position", "policy", "threshold", "exit_rate", "accuracy"} <= set(report["exits"][0])
+    html = open(os.path.join(out_dir, "report.html")).read()
+    assert "data:image/png;base64," in html and "<table>" in html
+    # The hardware agrees with the software evaluation of the same thresholds.
+    with open(os.path.join(out_dir, "evaluation.json")) as f:
+        evaluation = json.load(f)
+    assert abs(report["accuracy"]["early_exit"] - evaluation["accuracy"]) < 1e-12
     json_run = _eehw("evaluate", "--json")
-    assert json.loads(json_run.stdout)["accuracy"] == ev["accuracy"]  # cached checkpoint, same result
+    assert json.loads(json_run.stdout)["accuracy"] == evaluation["accuracy"]  # cached checkpoint, same result

@@ -14,7 +14,8 @@ def test_installed_wheel_finds_shipped_data(tmp_path):
     wheel = next((tmp_path / "dist").glob("eehw-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for shipped in ("eehw/boards/pynq-z2.yaml", "eehw/boards/zcu102.yaml", "eehw/configs/digits_mlp.yaml",
-                    "eehw/board.py", "eehw/cli.py"):
+                    "eehw/board.py", "eehw/cli.py", "eehw/rtl_sim/hdl/mvu.v", "eehw/rtl_sim/templates/ee_top.v.j2",
+                    "eehw/rtl_sim/harness/ee_top_tb.py", "eehw/rtl_sim/models/exit_gate.py"):
         assert shipped in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],

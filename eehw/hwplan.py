@@ -1,0 +1,255 @@
+"""From the golden integer model to a hardware plan: which RTL stage computes each operation,
+with which widths, shifts and folding. The Verilog generator and the latency bound read this
+plan; nothing here writes files.
+
+A Dense followed by its Quant becomes one folded matrix-vector unit (``mvu``) that
+requantises its accumulator; a Quant that follows another Quant (a block or head boundary)
+becomes an element-wise ``requant`` stage unless it is the identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from eehw.errors import EehwError
+from eehw.golden import Conv, Dense, Flatten, GoldenModel, IntBlock, MaxPool, Quant, int_range
+
+
+@dataclass(frozen=True)
+class Folding:
+    simd: int
+    pe: int
+
+
+@dataclass(frozen=True)
+class RequantStage:
+    name: str
+    n: int
+    in_w: int
+    in_signed: bool
+    shift: int
+    out_w: int
+    out_signed: bool
+    out_min: int
+    out_max: int
+
+    module = "requant"
+    latency = 1  # one register stage
+    ii = 1
+
+    @property
+    def in_bits(self) -> int:
+        return self.n * self.in_w
+
+    @property
+    def out_n(self) -> int:
+        return self.n
+
+    @property
+    def params(self) -> dict[str, int]:
+        return {"N": self.n, "IN_W": self.in_w, "IN_SIGNED": int(self.in_signed), "SHIFT": self.shift,
+                "OUT_W": self.out_w, "OUT_SIGNED": int(self.out_signed), "OUT_MIN": self.out_min,
+                "OUT_MAX": self.out_max}
+
+
+@dataclass(frozen=True)
+class MvuStage:
+    name: str
+    weight: np.ndarray = field(repr=False)  # (out, in) int64
+    bias: np.ndarray = field(repr=False)  # (out,) int64
+    folding: Folding
+    a_w: int
+    a_signed: bool
+    w_w: int
+    b_w: int
+    shift: int
+    out_w: int
+    out_signed: bool
+    out_min: int
+    out_max: int
+
+    module = "mvu"
+
+    @property
+    def in_n(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_n(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def in_bits(self) -> int:
+        return self.in_n * self.a_w
+
+    @property
+    def ii(self) -> int:
+        """Cycles per sample: (IN/SIMD) * (OUT/PE)."""
+        return (self.in_n // self.folding.simd) * (self.out_n // self.folding.pe)
+
+    @property
+    def macs(self) -> int:
+        return int(self.weight.size)
+
+    def params(self, weight_file: str, bias_file: str) -> dict[str, int | str]:
+        return {"IN": self.in_n, "OUT": self.out_n, "SIMD": self.folding.simd, "PE": self.folding.pe,
+                "A_W": self.a_w, "A_SIGNED": int(self.a_signed), "W_W": self.w_w, "B_W": self.b_w,
+                "SHIFT": self.shift, "OUT_W": self.out_w, "OUT_SIGNED": int(self.out_signed),
+                "OUT_MIN": self.out_min, "OUT_MAX": self.out_max,
+                "WEIGHT_FILE": weight_file, "BIAS_FILE": bias_file}
+
+
+Stage = RequantStage | MvuStage
+
+
+@dataclass(frozen=True)
+class HwBlock:
+    """One backbone block or exit head as a chain of RTL stages."""
+
+    name: str
+    stages: tuple[Stage, ...]
+    in_n: int
+    in_w: int
+    in_signed: bool
+    out_n: int
+    out_w: int
+    out_signed: bool
+
+    @property
+    def module(self) -> str:
+        return "eehw_" + self.name.replace(".", "_")
+
+    @property
+    def ii(self) -> int:
+        return max(s.ii for s in self.stages) if self.stages else 1
+
+    @property
+    def in_bits(self) -> int:
+        return self.in_n * self.in_w
+
+    @property
+    def out_bits(self) -> int:
+        return self.out_n * self.out_w
+
+
+def default_folding(n_in: int, n_out: int, max_simd: int, max_pe: int) -> Folding:
+    """The widest lanes within the limits that divide the layer evenly."""
+    simd = max(d for d in range(1, min(n_in, max_simd) + 1) if n_in % d == 0)
+    pe = max(d for d in range(1, min(n_out, max_pe) + 1) if n_out % d == 0)
+    return Folding(simd, pe)
+
+
+def _width(lo: int, hi: int, signed: bool) -> int:
+    if signed:
+        return max(int(hi).bit_length(), int(-lo - 1).bit_length() if lo < 0 else 0) + 1
+    return max(int(hi).bit_length(), 1)
+
+
+def plan_block(block: IntBlock, in_quant: Quant | None, foldings: dict[str, Folding],
+               max_simd: int, max_pe: int) -> HwBlock:
+    """Map a block's integer ops to RTL stages.
+
+    ``in_quant`` describes the integers entering the block: the previous block's output
+    quantiser, or for block 0 the input quantiser (whose float->int step happens before the
+    hardware, so it is skipped here).
+    """
+    ops = list(block.ops)
+    if block.name == "blocks.0":
+        if not ops or not isinstance(ops[0], Quant) or ops[0].in_exp is not None:
+            raise EehwError(f"{block.name}: the first block must start with the input quantiser")
+        in_quant = ops.pop(0)
+    assert in_quant is not None
+    exp, bits, signed = in_quant.out_exp, in_quant.bits, in_quant.signed
+    lo, hi = int_range(in_quant.bits, in_quant.signed, in_quant.narrow)
+    n = int(np.prod(block.in_shape))
+    in_n, in_w, in_signed = n, bits, signed
+    stages: list[Stage] = []
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        if isinstance(op, Flatten):
+            i += 1
+            continue
+        if isinstance(op, (Conv, MaxPool)):
+            raise EehwError(f"{op.name}: {type(op).__name__} blocks are not in the RTL generator yet; "
+                            f"the RTL path currently takes mlp backbones and linear heads")
+        if isinstance(op, Quant):
+            out_lo, out_hi = int_range(op.bits, op.signed, op.narrow)
+            identity = op.out_exp == exp and out_lo <= lo and hi <= out_hi
+            if not identity:
+                stages.append(RequantStage(op.name, n, bits, signed, op.out_exp - exp, op.bits, op.signed,
+                                           out_lo, out_hi))
+            exp, bits, signed = op.out_exp, op.bits, op.signed
+            lo, hi = (max(lo, out_lo), min(hi, out_hi)) if identity else (out_lo, out_hi)
+            i += 1
+            continue
+        if isinstance(op, Dense):
+            nxt = ops[i + 1] if i + 1 < len(ops) else None
+            if not isinstance(nxt, Quant):
+                raise EehwError(f"{op.name}: a dense layer must be followed by a quantiser (QuantReLU or "
+                                f"QuantIdentity) to be mapped to hardware")
+            folding = foldings.get(op.name) or default_folding(op.weight.shape[1], op.weight.shape[0],
+                                                                max_simd, max_pe)
+            if op.weight.shape[1] % folding.simd or op.weight.shape[0] % folding.pe:
+                raise EehwError(f"{op.name}: SIMD {folding.simd} / PE {folding.pe} must divide IN "
+                                f"{op.weight.shape[1]} / OUT {op.weight.shape[0]}")
+            bias = op.bias if op.bias is not None else np.zeros(op.weight.shape[0], np.int64)
+            b_w = _width(int(bias.min(initial=0)), int(bias.max(initial=0)), True)
+            out_lo, out_hi = int_range(nxt.bits, nxt.signed, nxt.narrow)
+            stages.append(MvuStage(op.name, op.weight, bias, folding, bits, signed, op.weight_bits, b_w,
+                                   nxt.out_exp - op.out_exp, nxt.bits, nxt.signed, out_lo, out_hi))
+            n = op.weight.shape[0]
+            exp, bits, signed, lo, hi = nxt.out_exp, nxt.bits, nxt.signed, out_lo, out_hi
+            i += 2
+            continue
+        raise EehwError(f"{op.name}: {type(op).__name__} has no RTL mapping")
+    return HwBlock(block.name, tuple(stages), in_n, in_w, in_signed, n, bits, signed)
+
+
+@dataclass(frozen=True)
+class DesignPlan:
+    """A whole early-exit design: backbone blocks, the exits kept, and their decision units."""
+
+    name: str
+    blocks: tuple[HwBlock, ...]
+    heads: dict[int, HwBlock]  # by block position; the last block's head is the final classifier
+    input_quant: Quant
+    logit_exps: tuple[int, ...]
+
+    @property
+    def exits(self) -> list[int]:
+        return sorted(self.heads)
+
+
+def plan_design(golden: GoldenModel, name: str, exits: list[int] | None = None,
+                foldings: dict[str, Folding] | None = None, max_simd: int = 8, max_pe: int = 4) -> DesignPlan:
+    """Plan the RTL of ``golden`` keeping only the exits in ``exits`` (default all; the final
+    exit is always kept). ``exits=[]`` gives the no-exit baseline."""
+    foldings = foldings or {}
+    final = golden.exits[-1]
+    keep = sorted(set(golden.exits if exits is None else exits) | {final})
+    unknown = set(keep) - set(golden.exits)
+    if unknown:
+        raise EehwError(f"exits {sorted(unknown)} are not candidate exits; candidates: {golden.exits}")
+    blocks: list[HwBlock] = []
+    heads: dict[int, HwBlock] = {}
+    prev_quant: Quant | None = None
+    for k, block in enumerate(golden.blocks):
+        hw = plan_block(block, prev_quant, foldings, max_simd, max_pe)
+        blocks.append(hw)
+        out_quant = _last_quant(block)
+        if k in keep:
+            heads[k] = plan_block(golden.heads[k], out_quant, foldings, max_simd, max_pe)
+        prev_quant = out_quant
+    input_quant = golden.blocks[0].ops[0]
+    exps = tuple(golden.heads[k].out_exp for k in keep)
+    return DesignPlan(name, tuple(blocks), heads, input_quant, exps)
+
+
+def _last_quant(block: IntBlock) -> Quant:
+    quants = [op for op in block.ops if isinstance(op, Quant)]
+    if not quants:
+        raise EehwError(f"{block.name}: a block must end with a quantiser to be mapped to hardware")
+    return quants[-1]

@@ -1,0 +1,82 @@
+"""Measurements of a generated design: bit-exactness against the golden model, latency and
+throughput from simulation cycles, resources from synthesis."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eehw.board import Board, Resources
+from eehw.golden import GoldenModel
+from eehw.policies import PolicyParams, decide
+from eehw.rtl import RtlDesign, hdl_dir
+from eehw.sim import SimResult, simulate
+from eehw.synth import SynthResult, synthesize
+
+
+def expected_outputs(golden: GoldenModel, rtl: RtlDesign, params: PolicyParams, x: np.ndarray,
+                     thresholds: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """(exit index within the design, class) the golden model and Python policy give."""
+    logits = golden.forward(x)
+    keep = [golden.exits.index(p) for p in rtl.plan.exits]
+    z = [logits[k] for k in keep]
+    kept = PolicyParams(params.name, temperatures=None,
+                        shifts=tuple(params.shift(k) for k in keep) if params.shifts else None,
+                        frac_bits=params.frac_bits)
+    return decide(kept, z, [golden.logit_exps[k] for k in keep], list(thresholds))
+
+
+def latency_stats(sim: SimResult, n_exits: int) -> dict:
+    lat = sim.latency
+    per_exit = []
+    for k in range(n_exits):
+        sel = lat[sim.exit_index == k]
+        per_exit.append({"exit": k, "samples": int(sel.size),
+                         "mean": float(sel.mean()) if sel.size else None,
+                         "max": int(sel.max()) if sel.size else None})
+    return {"mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+            "max": int(lat.max()), "min": int(lat.min()), "per_exit": per_exit}
+
+
+def check_against_golden(sim: SimResult, expected_exit: np.ndarray, expected_class: np.ndarray) -> dict:
+    n = len(expected_exit)
+    exit_ok = sim.exit_index[:n] == expected_exit
+    class_ok = sim.prediction[:n] == expected_class
+    return {"samples": int(n), "mismatches": int((~(exit_ok & class_ok)).sum()),
+            "exit_mismatches": int((~exit_ok).sum()), "class_mismatches": int((~class_ok).sum()),
+            "lost": sim.missing, "duplicated": sim.duplicates}
+
+
+def run_design(golden: GoldenModel, rtl: RtlDesign, params: PolicyParams, x_test: np.ndarray,
+               thresholds: list[int | None]) -> dict:
+    """Simulate the whole test set back to back, then one isolated sample with every early exit
+    disabled (the worst-case path), and compare every result with the golden model."""
+    x_int = golden.quantize_input(x_test)
+    sim = simulate(rtl, x_int, thresholds)
+    exp_exit, exp_class = expected_outputs(golden, rtl, params, x_test, thresholds)
+    worst = simulate(rtl, x_int[:4], [None] * len(thresholds), one_at_a_time=True)
+    return {
+        "bit_exact": check_against_golden(sim, exp_exit, exp_class),
+        "latency_cycles": latency_stats(sim, len(rtl.plan.exits)),
+        "latency_cycles_raw": sim.latency,
+        "worst_case_latency_cycles": int(worst.latency.max()),
+        "throughput_samples_per_cycle": sim.throughput(),
+        "simulated_cycles": sim.cycles,
+        "simulation_seconds": sim.wall_seconds,
+        "predictions": sim.prediction,
+        "exit_index": sim.exit_index,
+        "error_flag": sim.error_flag,
+    }
+
+
+def resources(rtl: RtlDesign, board: Board) -> dict:
+    """Yosys counts per block and head (out of context) and for the whole top."""
+    library = [hdl_dir() / name for name in ("round_shift_sat.v", "requant.v", "mvu.v")]
+    per_block = {}
+    for block in list(rtl.plan.blocks) + [rtl.plan.heads[k] for k in rtl.plan.exits]:
+        src = rtl.out_dir / f"{block.module}.v"
+        per_block[block.name] = synthesize(library + [src], block.module, board.family).as_dict()
+    total: SynthResult = synthesize(list(rtl.sources), rtl.top, board.family)
+    used = Resources(LUT=total.LUT, FF=total.FF, BRAM18=total.BRAM18, DSP=total.DSP)
+    overruns = used.overruns(board.budget)
+    return {**total.as_dict(), "per_block": per_block, "fits": not overruns,
+            "overruns": [str(o) for o in overruns]}

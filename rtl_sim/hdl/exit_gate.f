@@ -1,0 +1,2 @@
+axis_fifo.v
+exit_gate.v

@@ -1,0 +1,2 @@
+round_shift_sat.v
+mvu.v

@@ -1,0 +1,1 @@
+"""Python reference models of the eehw RTL modules in rtl_sim/hdl."""

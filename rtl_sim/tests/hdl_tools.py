@@ -1,0 +1,53 @@
+"""Helpers every RTL testbench uses: source lists, lint, cocotb build and run with the
+failure reasons pulled out of the simulator log."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HDL = Path(__file__).resolve().parents[1] / "hdl"
+TESTS = Path(__file__).resolve().parent
+
+
+def sources(top: str) -> list[Path]:
+    """The module's file, or the files its .f lists (dependencies first)."""
+    flist = HDL / f"{top}.f"
+    if flist.exists():
+        return [HDL / line.strip() for line in flist.read_text().splitlines() if line.strip()]
+    return [HDL / f"{top}.v"]
+
+
+def lint(top: str, params: dict, srcs: list[Path] | None = None) -> None:
+    """`verilator --lint-only -Wall` must print no warning at all."""
+    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top]
+    cmd += [f"-G{k}={v}" for k, v in params.items()] + [str(s) for s in (srcs or sources(top))]
+    run = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    assert run.returncode == 0 and "%Warning" not in run.stderr, run.stderr
+
+
+def build_and_run(top: str, params: dict, build_dir: Path, extra_env: dict[str, str],
+                  test_module: str | None = None, srcs: list[Path] | None = None) -> None:
+    """Build ``top`` with Verilator and run its cocotb module; a failing cocotb test fails the
+    pytest test with the error lines of the simulator log."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    runner = get_runner("verilator")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    runner.build(sources=[str(s) for s in (srcs or sources(top))], hdl_toplevel=top, parameters=params,
+                 build_dir=str(build_dir), always=True, log_file=str(build_dir / "build.log"))
+    log = build_dir / "sim.log"
+    try:
+        results = runner.test(hdl_toplevel=top, test_module=test_module or f"cocotb_{top}", test_dir=str(TESTS),
+                              build_dir=str(build_dir), results_xml=str(build_dir / "results.xml"),
+                              extra_env=extra_env, log_file=str(log))
+        tests, fails = get_results(results)
+        failed = tests < 1 or fails > 0
+    except SystemExit:  # cocotb's runner exits when a cocotb test fails
+        failed = True
+    if failed:
+        text = log.read_text() if log.exists() else ""
+        reasons = [line.strip() for line in text.splitlines() if "Error" in line or "assert" in line or "FAIL" in line]
+        pytest.fail(f"{top} {params}: cocotb test failed:\n" + "\n".join(reasons[-12:]) + f"\n(log: {log})")

@@ -1,0 +1,61 @@
+"""The hardware plan: folding choices and refusals, on a model built for the purpose."""
+
+import pytest
+import torch
+
+from eehw.config import Backbone, ExitSpec, HeadType, ModelConfig
+from eehw.errors import EehwError
+from eehw.export import export_golden
+from eehw.hwplan import Folding, MvuStage, RequantStage, default_folding, plan_design
+from eehw.model import build_model
+
+
+def _golden(backbone=Backbone.MLP):
+    torch.manual_seed(0)
+    if backbone == Backbone.MLP:
+        cfg = ModelConfig(backbone=backbone, widths=(12, 20), exits=(ExitSpec(0, HeadType.LINEAR), ExitSpec(1, HeadType.LINEAR)))
+        shape = (1, 8, 8)
+    else:
+        cfg = ModelConfig(backbone=backbone, widths=(4,), pool=(1,), exits=(ExitSpec(0, HeadType.LINEAR),))
+        shape = (1, 16)
+    model = build_model(cfg, shape, 10, False)
+    x = torch.rand(32, *shape)
+    model.train()
+    with torch.no_grad():
+        for _ in range(40):
+            model(x)
+    return export_golden(model, x)
+
+
+def test_default_folding_is_the_widest_dividing_lanes():
+    assert default_folding(64, 12, 8, 4) == Folding(8, 4)
+    assert default_folding(20, 10, 8, 4) == Folding(5, 2)
+    assert default_folding(7, 3, 8, 4) == Folding(7, 3)
+    assert default_folding(13, 13, 8, 4) == Folding(1, 1)
+
+
+def test_plan_maps_dense_and_quant_to_stages():
+    golden = _golden()
+    plan = plan_design(golden, "tiny")
+    assert plan.exits == [0, 1]
+    block0 = plan.blocks[0]
+    mvu = block0.stages[-1]
+    assert isinstance(mvu, MvuStage) and (mvu.in_n, mvu.out_n) == (64, 12)
+    assert mvu.folding == Folding(8, 4) and mvu.ii == 8 * 3
+    dense = next(op for op in golden.blocks[0].ops if type(op).__name__ == "Dense")
+    relu = golden.blocks[0].ops[-1]
+    assert mvu.shift == relu.out_exp - dense.out_exp and (mvu.out_min, mvu.out_max) == (0, 15)
+    # Every stage after block 0 starts from the previous block's quantiser.
+    assert all(isinstance(s, (MvuStage, RequantStage)) for b in plan.blocks[1:] for s in b.stages)
+    baseline = plan_design(golden, "tiny_base", exits=[])
+    assert baseline.exits == [1]
+
+
+def test_plan_refusals_are_one_line():
+    golden = _golden()
+    with pytest.raises(EehwError, match="must divide"):
+        plan_design(golden, "bad", foldings={"blocks.0.2": Folding(3, 4)})
+    with pytest.raises(EehwError, match="not candidate exits"):
+        plan_design(golden, "bad", exits=[5])
+    with pytest.raises(EehwError, match="not in the RTL generator yet"):
+        plan_design(_golden(Backbone.CNN1D), "cnn")
