@@ -69,6 +69,7 @@ class MvuStage:
     out_signed: bool
     out_min: int
     out_max: int
+    positions: int = 1  # beats per sample: the output positions of a convolution, 1 for a dense layer
 
     module = "mvu"
 
@@ -101,7 +102,113 @@ class MvuStage:
                 "WEIGHT_FILE": weight_file, "BIAS_FILE": bias_file}
 
 
-Stage = RequantStage | MvuStage
+@dataclass(frozen=True)
+class WindowStage:
+    """sliding_window.v: one whole channels-last map in, one receptive field per output position out."""
+
+    name: str
+    dims: int
+    c: int
+    in_h: int
+    in_w: int
+    k: int
+    stride: int
+    pad: int
+    e: int
+
+    module = "sliding_window"
+    latency = 2  # sliding_window.v: map accepted -> first window
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        out_h = (self.in_h + 2 * self.pad - self.k) // self.stride + 1 if self.dims == 2 else 1
+        return out_h, (self.in_w + 2 * self.pad - self.k) // self.stride + 1
+
+    @property
+    def positions(self) -> int:
+        out_h, out_w = self.out_hw
+        return out_h * out_w
+
+    @property
+    def out_n(self) -> int:
+        return (self.k ** self.dims) * self.c
+
+    @property
+    def out_w(self) -> int:
+        return self.e
+
+    @property
+    def ii(self) -> int:
+        return self.positions
+
+    @property
+    def params(self) -> dict[str, int]:
+        return {"DIMS": self.dims, "C": self.c, "IN_H": self.in_h, "IN_W": self.in_w, "K": self.k,
+                "STRIDE": self.stride, "PAD": self.pad, "E": self.e}
+
+
+@dataclass(frozen=True)
+class CollectStage:
+    """collect.v: P position beats back into one whole channels-last map."""
+
+    name: str
+    p: int
+    n: int
+    e: int
+
+    module = "collect"
+    latency = 1  # collect.v: last position beat -> whole map
+
+    @property
+    def out_n(self) -> int:
+        return self.p * self.n
+
+    @property
+    def out_w(self) -> int:
+        return self.e
+
+    @property
+    def ii(self) -> int:
+        return self.p
+
+    @property
+    def params(self) -> dict[str, int]:
+        return {"P": self.p, "N": self.n, "E": self.e}
+
+
+@dataclass(frozen=True)
+class PoolStage:
+    """maxpool.v: K x K (or K) max pooling with stride K of a whole channels-last map."""
+
+    name: str
+    dims: int
+    c: int
+    in_h: int
+    in_w: int
+    k: int
+    e: int
+    signed: bool
+
+    module = "maxpool"
+    latency = 1
+    ii = 1
+
+    @property
+    def out_n(self) -> int:
+        out_h = self.in_h // self.k if self.dims == 2 else 1
+        return out_h * (self.in_w // self.k) * self.c
+
+    @property
+    def out_w(self) -> int:
+        return self.e
+
+    @property
+    def params(self) -> dict[str, int]:
+        return {"DIMS": self.dims, "C": self.c, "IN_H": self.in_h, "IN_W": self.in_w, "K": self.k, "E": self.e,
+                "SIGNED": int(self.signed)}
+
+
+Stage = RequantStage | MvuStage | WindowStage | CollectStage | PoolStage
 
 
 @dataclass(frozen=True)
@@ -123,7 +230,8 @@ class HwBlock:
 
     @property
     def ii(self) -> int:
-        return max(s.ii for s in self.stages) if self.stages else 1
+        """Cycles per sample of the slowest stage (a convolution's MVU runs once per position)."""
+        return max(s.ii * getattr(s, "positions", 1) for s in self.stages) if self.stages else 1
 
     @property
     def in_bits(self) -> int:
@@ -163,18 +271,34 @@ def plan_block(block: IntBlock, in_quant: Quant | None, foldings: dict[str, Fold
     assert in_quant is not None
     exp, bits, signed = in_quant.out_exp, in_quant.bits, in_quant.signed
     lo, hi = int_range(in_quant.bits, in_quant.signed, in_quant.narrow)
-    n = int(np.prod(block.in_shape))
+    shape = tuple(block.in_shape)  # (features,) or channels-first (C, L) / (C, H, W); beats are channels-last
+    n = int(np.prod(shape))
     in_n, in_w, in_signed = n, bits, signed
+    column_order: np.ndarray | None = None  # golden flatten index of each hardware element
     stages: list[Stage] = []
     i = 0
     while i < len(ops):
         op = ops[i]
         if isinstance(op, Flatten):
+            if len(shape) > 1:
+                # Golden flattens channel-major (c, p); the hardware vector is channels-last (p, c).
+                c, positions = shape[0], int(np.prod(shape[1:]))
+                column_order = np.arange(c * positions).reshape(c, positions).T.reshape(-1)
+            shape = (n,)
             i += 1
             continue
-        if isinstance(op, (Conv, MaxPool)):
-            raise EehwError(f"{op.name}: {type(op).__name__} blocks are not in the RTL generator yet; "
-                            f"the RTL path currently takes mlp backbones and linear heads")
+        if isinstance(op, MaxPool):
+            dims = len(op.kernel)
+            if len(set(op.kernel)) != 1 or tuple(op.stride) != tuple(op.kernel):
+                raise EehwError(f"{op.name}: the RTL max pool takes square windows with stride = window size")
+            in_h, in_w_ = (shape[1], shape[2]) if dims == 2 else (1, shape[1])
+            stage = PoolStage(op.name, dims, shape[0], in_h, in_w_, op.kernel[0], bits, signed)
+            stages.append(stage)
+            k = op.kernel[0]
+            shape = (shape[0], in_h // k, in_w_ // k) if dims == 2 else (shape[0], in_w_ // k)
+            n = stage.out_n
+            i += 1
+            continue
         if isinstance(op, Quant):
             out_lo, out_hi = int_range(op.bits, op.signed, op.narrow)
             identity = op.out_exp == exp and out_lo <= lo and hi <= out_hi
@@ -185,23 +309,45 @@ def plan_block(block: IntBlock, in_quant: Quant | None, foldings: dict[str, Fold
             lo, hi = (max(lo, out_lo), min(hi, out_hi)) if identity else (out_lo, out_hi)
             i += 1
             continue
-        if isinstance(op, Dense):
+        if isinstance(op, (Dense, Conv)):
             nxt = ops[i + 1] if i + 1 < len(ops) else None
             if not isinstance(nxt, Quant):
-                raise EehwError(f"{op.name}: a dense layer must be followed by a quantiser (QuantReLU or "
-                                f"QuantIdentity) to be mapped to hardware")
-            folding = foldings.get(op.name) or default_folding(op.weight.shape[1], op.weight.shape[0],
-                                                                max_simd, max_pe)
-            if op.weight.shape[1] % folding.simd or op.weight.shape[0] % folding.pe:
+                raise EehwError(f"{op.name}: a dense or conv layer must be followed by a quantiser (QuantReLU "
+                                f"or QuantIdentity) to be mapped to hardware")
+            out_ch = op.weight.shape[0]
+            if isinstance(op, Conv):
+                dims = op.weight.ndim - 2
+                k = op.weight.shape[2]
+                if (len(set(op.weight.shape[2:])) != 1 or len(set(op.stride)) != 1 or len(set(op.padding)) != 1):
+                    raise EehwError(f"{op.name}: the RTL convolution takes square kernels with equal stride "
+                                    f"and padding on every axis")
+                in_h, in_w_ = (shape[1], shape[2]) if dims == 2 else (1, shape[1])
+                window = WindowStage(op.name + ".window", dims, shape[0], in_h, in_w_, k, op.stride[0],
+                                     op.padding[0], bits)
+                stages.append(window)
+                # Window beats hold (kernel offset, channel) in that order: permute (out, in, *k) to match.
+                weight = np.moveaxis(op.weight, 1, -1).reshape(out_ch, -1)
+            else:
+                weight = op.weight if column_order is None else op.weight[:, column_order]
+                column_order = None
+            folding = foldings.get(op.name) or default_folding(weight.shape[1], out_ch, max_simd, max_pe)
+            if weight.shape[1] % folding.simd or out_ch % folding.pe:
                 raise EehwError(f"{op.name}: SIMD {folding.simd} / PE {folding.pe} must divide IN "
-                                f"{op.weight.shape[1]} / OUT {op.weight.shape[0]}")
-            bias = op.bias if op.bias is not None else np.zeros(op.weight.shape[0], np.int64)
+                                f"{weight.shape[1]} / OUT {out_ch}")
+            bias = op.bias if op.bias is not None else np.zeros(out_ch, np.int64)
             b_w = _width(int(bias.min(initial=0)), int(bias.max(initial=0)), True)
             out_lo, out_hi = int_range(nxt.bits, nxt.signed, nxt.narrow)
-            stages.append(MvuStage(op.name, op.weight, bias, folding, bits, signed, op.weight_bits, b_w,
-                                   nxt.out_exp - op.out_exp, nxt.bits, nxt.signed, out_lo, out_hi))
-            n = op.weight.shape[0]
+            positions = window.positions if isinstance(op, Conv) else 1
+            stages.append(MvuStage(op.name, weight, bias, folding, bits, signed, op.weight_bits, b_w,
+                                   nxt.out_exp - op.out_exp, nxt.bits, nxt.signed, out_lo, out_hi, positions))
             exp, bits, signed, lo, hi = nxt.out_exp, nxt.bits, nxt.signed, out_lo, out_hi
+            if isinstance(op, Conv):
+                out_h, out_w_ = window.out_hw
+                stages.append(CollectStage(op.name + ".collect", window.positions, out_ch, bits))
+                shape = (out_ch, out_h, out_w_) if dims == 2 else (out_ch, out_w_)
+            else:
+                shape = (out_ch,)
+            n = int(np.prod(shape))
             i += 2
             continue
         raise EehwError(f"{op.name}: {type(op).__name__} has no RTL mapping")

@@ -12,15 +12,15 @@ from pathlib import Path
 import jinja2
 
 from eehw.errors import EehwError
-from eehw.hwplan import DesignPlan, HwBlock, MvuStage, RequantStage
+from eehw.hwplan import DesignPlan, HwBlock, MvuStage, RequantStage, WindowStage
 from eehw.paths import shipped
 from eehw.policies import PolicyName, PolicyParams, pow2_sum_bits
 from eehw.rtl_weights import write_bias_memory, write_weight_memory
 
 TAG_W = 16
 HARDWARE_POLICIES = {PolicyName.MARGIN: 0, PolicyName.MAX_SOFTMAX_POW2: 1}
-LIBRARY = ["round_shift_sat.v", "requant.v", "mvu.v", "decision_unit.v", "axis_fifo.v", "axis_fork.v",
-           "exit_gate.v", "exit_merge.v"]
+LIBRARY = ["round_shift_sat.v", "requant.v", "mvu.v", "sliding_window.v", "collect.v", "maxpool.v",
+           "decision_unit.v", "axis_fifo.v", "axis_fork.v", "exit_gate.v", "exit_merge.v"]
 
 
 def hdl_dir() -> Path:
@@ -73,9 +73,11 @@ MERGE_LATENCY = 1
 
 
 def stage_latency(stage) -> int:
+    """Input handshake to output handshake of one sample on an idle stage."""
     if isinstance(stage, MvuStage):
-        return stage.ii + 5  # mvu.v: LATENCY = II + 5
-    return 1  # requant.v: one pipeline register
+        # mvu.v: LATENCY = II + 5; a convolution's positions follow each other II cycles apart.
+        return stage.positions * stage.ii + 5
+    return stage.latency  # requant, maxpool, collect: 1; sliding_window: 2 (to its first window)
 
 
 def block_latency(block: HwBlock) -> int:
@@ -113,7 +115,9 @@ def _env() -> jinja2.Environment:
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
-def _stage_view(stage, mem_dir: Path) -> dict:
+def _stage_view(stage, mem_dir: Path, after_window: bool) -> dict:
+    """What the block template needs of one stage: module, parameters and how its tag is wired."""
+    s_tuser, tag_extra = "PREV_tuser", 0
     if isinstance(stage, MvuStage):
         stem = stage.name.replace(".", "_")
         weight_file = mem_dir / f"{stem}_w.mem"
@@ -121,20 +125,26 @@ def _stage_view(stage, mem_dir: Path) -> dict:
         write_weight_memory(weight_file, stage.weight, stage.folding.simd, stage.folding.pe, stage.w_w)
         write_bias_memory(bias_file, stage.bias, stage.folding.pe, stage.b_w)
         params = stage.params(f'"{weight_file.resolve()}"', f'"{bias_file.resolve()}"')
-        comment = (f"{stage.name}: dense {stage.in_n}->{stage.out_n}, SIMD {stage.folding.simd}, "
-                   f"PE {stage.folding.pe}, II {stage.ii}")
-    else:
-        assert isinstance(stage, RequantStage)
+        comment = (f"{stage.name}: {'conv' if after_window else 'dense'} {stage.in_n}->{stage.out_n}, "
+                   f"SIMD {stage.folding.simd}, PE {stage.folding.pe}, II {stage.ii}"
+                   + (f" per position, {stage.positions} positions" if after_window else ""))
+        if after_window:  # carry the window's tlast above the tag to collect
+            s_tuser, tag_extra = "{PREV_tlast, PREV_tuser}", 1
+    elif isinstance(stage, RequantStage):
         params = stage.params
         comment = f"{stage.name}: requantise {stage.n} x {stage.in_w} -> {stage.out_w} bits, shift {stage.shift}"
-    return {"module": stage.module, "params": params, "comment": comment,
-            "out_bits": stage.out_n * stage.out_w}
+    else:
+        params = stage.params
+        comment = f"{stage.name}: {stage.module} {params}"
+    return {"module": stage.module, "params": params, "comment": comment, "s_tuser": s_tuser,
+            "tag_extra": tag_extra, "user_extra": tag_extra, "out_bits": stage.out_n * stage.out_w}
 
 
 def _render_block(env: jinja2.Environment, block: HwBlock, out_dir: Path) -> Path:
     if not block.stages:
         raise EehwError(f"{block.name}: nothing to compute in hardware")
-    stages = [_stage_view(s, out_dir) for s in block.stages]
+    stages = [_stage_view(s, out_dir, i > 0 and isinstance(block.stages[i - 1], WindowStage))
+              for i, s in enumerate(block.stages)]
     path = out_dir / f"{block.module}.v"
     path.write_text(env.get_template("block.v.j2").render(block=block, stages=stages, tag_w=TAG_W))
     return path

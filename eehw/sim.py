@@ -111,7 +111,11 @@ def simulate(rtl: RtlDesign, x_int: np.ndarray, thresholds: list[int | None], *,
     block0 = rtl.plan.blocks[0]
     with tempfile.TemporaryDirectory(prefix="eehw-sim-") as tmp:
         tmp = Path(tmp)
-        np.save(tmp / "inputs.npy", np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1))
+        # Feature maps enter the hardware channels-last (position-major), the layout of every beat.
+        x_hw = np.asarray(x_int, dtype=np.int64)
+        if x_hw.ndim > 2:
+            x_hw = np.moveaxis(x_hw, 1, -1)
+        np.save(tmp / "inputs.npy", x_hw.reshape(len(x_hw), -1))
         cfg = {"inputs": str(tmp / "inputs.npy"), "in_width": block0.in_w, "tag_w": rtl.tag_w,
                "threshold_word": threshold_word, "enable_word": enable_word, "early_exits": n_exits - 1, "repeat": repeat,
                "gap_p": gap_p, "stall_p": stall_p, "one_at_a_time": one_at_a_time, "seed": seed,

@@ -57,5 +57,18 @@ def test_plan_refusals_are_one_line():
         plan_design(golden, "bad", foldings={"blocks.0.2": Folding(3, 4)})
     with pytest.raises(EehwError, match="not candidate exits"):
         plan_design(golden, "bad", exits=[5])
-    with pytest.raises(EehwError, match="not in the RTL generator yet"):
-        plan_design(_golden(Backbone.CNN1D), "cnn")
+
+
+def test_convolution_maps_to_window_mvu_collect_with_permuted_weights():
+    golden = _golden(Backbone.CNN1D)
+    plan = plan_design(golden, "cnn")
+    window, mvu, collect = plan.blocks[0].stages[:3]
+    assert (type(window).__name__, type(collect).__name__) == ("WindowStage", "CollectStage")
+    conv = next(op for op in golden.blocks[0].ops if type(op).__name__ == "Conv")
+    assert window.positions == 16 and mvu.positions == 16 and collect.p == 16
+    # Window beats hold (kernel offset k, channel c) at k*C + c: the MVU weight is W[o, c, k] there.
+    out, c_in, k = conv.weight.shape
+    for o in range(out):
+        for kk in range(k):
+            for c in range(c_in):
+                assert mvu.weight[o, kk * c_in + c] == conv.weight[o, c, kk]

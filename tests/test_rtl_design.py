@@ -85,3 +85,21 @@ def test_a_design_over_budget_says_which_resource_and_by_how_much(design, tmp_pa
     res = resources(design.rtl["baseline"], load_board(str(board)))
     assert res["fits"] is False
     assert res["overruns"] == [f"LUT over by {res['LUT'] - 1000:,} ({res['LUT']:,} / 1,000)"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["digits_cnn", "mnist1d_cnn"])
+def test_cnn_designs_match_golden_on_every_test_sample(config):
+    design = flow.run(config, board="pynq-z2", stop_after="rtl")
+    params = flow._policy(design)
+    x = design.data.x_test
+    x_int = design.golden.quantize_input(x)
+    for kind, thresholds in (("early_exit", _thresholds(design)), ("baseline", [])):
+        rtl = design.rtl[kind]
+        sim = simulate(rtl, x_int, thresholds)
+        exp_exit, exp_class = expected_outputs(design.golden, rtl, params, x, thresholds)
+        assert sim.missing == 0 and sim.duplicates == 0 and not sim.error_flag
+        np.testing.assert_array_equal(sim.exit_index, exp_exit)
+        np.testing.assert_array_equal(sim.prediction, exp_class)
+        worst = simulate(rtl, x_int[:3], [None] * len(thresholds), one_at_a_time=True)
+        assert worst.latency.max() == worst.latency.min() == rtl.latency_bound, kind
