@@ -51,3 +51,23 @@ def build_and_run(top: str, params: dict, build_dir: Path, extra_env: dict[str, 
         text = log.read_text() if log.exists() else ""
         reasons = [line.strip() for line in text.splitlines() if "Error" in line or "assert" in line or "FAIL" in line]
         pytest.fail(f"{top} {params}: cocotb test failed:\n" + "\n".join(reasons[-12:]) + f"\n(log: {log})")
+
+
+def synth_xc7(runs: dict[str, tuple[str, dict]], work: Path) -> None:
+    """Yosys `synth_xilinx -family xc7` of each (top, parameters), all at once; each must map to
+    LUTs and flip-flops and infer no latch."""
+    procs = {}
+    for name, (top, params) in runs.items():
+        reads = " ".join(str(s) for s in sources(top))
+        chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
+        script = (f"read_verilog -defer {reads}; chparam {chparam} {top}; "
+                  f"synth_xilinx -family xc7 -top {top}; check -assert; stat")
+        procs[name] = subprocess.Popen(["yosys", "-q", "-l", str(work / f"{name}.yslog"), "-p", script],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=work)
+    for name, proc in procs.items():
+        rc = proc.wait(timeout=300)
+        text = (work / f"{name}.yslog").read_text()
+        assert rc == 0, f"yosys synth_xilinx of {name} failed:\n{text[-3000:]}"
+        stats = text[text.rfind("Printing statistics"):]
+        assert "LUT" in stats and "FDRE" in stats, f"{name}: no LUTs/flip-flops after synthesis\n{stats}"
+        assert "$_DLATCH" not in stats and "LDCE" not in stats, f"{name}: latch inferred"

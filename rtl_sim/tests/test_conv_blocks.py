@@ -20,14 +20,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from hdl_tools import HDL, TESTS, lint
+from hdl_tools import HDL, TESTS, lint, synth_xc7
 
 from eehw.golden import Conv, MaxPool
 
@@ -302,17 +300,4 @@ SYNTH_RUNS = {
 def test_yosys_synth_xc7(tmp_path):
     if shutil.which("yosys") is None:
         pytest.skip("yosys not installed (Debian package `yosys` runs synth_xilinx)")
-    procs = {}
-    for name, (top, params) in SYNTH_RUNS.items():
-        chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
-        script = (f"read_verilog -defer {HDL / f'{top}.v'}; chparam {chparam} {top}; "
-                  f"synth_xilinx -family xc7 -top {top}; check -assert; stat")
-        procs[name] = subprocess.Popen(["yosys", "-q", "-l", str(tmp_path / f"{name}.yslog"), "-p", script],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=tmp_path)
-    for name, proc in procs.items():
-        rc = proc.wait(timeout=300)
-        text = (tmp_path / f"{name}.yslog").read_text()
-        assert rc == 0, f"yosys synth_xilinx of {name} failed:\n{text[-3000:]}"
-        stats = text[text.rfind("Printing statistics"):]
-        assert "LUT" in stats and "FDRE" in stats, f"{name}: no LUTs/flip-flops after synthesis\n{stats}"
-        assert "$_DLATCH" not in stats and "LDCE" not in stats, f"{name}: latch inferred"
+    synth_xc7(SYNTH_RUNS, tmp_path)

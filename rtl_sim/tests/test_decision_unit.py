@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hdl_tools import build_and_run, lint
 
 from eehw.policies import pow2_sum_bits
-from hdl_tools import build_and_run, lint
 
 TOP = "decision_unit"
 POLICIES = {"margin": 0, "pow2": 1}

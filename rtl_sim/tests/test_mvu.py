@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hdl_tools import build_and_run, lint, sources
 
 from eehw.errors import EehwError

@@ -8,12 +8,11 @@ exit_gate + exit_merge are synthesised with yosys `synth_xilinx -family xc7`.
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from hdl_tools import build_and_run, lint, synth_xc7
 
-from hdl_tools import build_and_run, lint, sources
 
 def simulate(top: str, params: dict, cfg: dict, build_dir: Path) -> None:
     build_and_run(top, params, build_dir, {"PLUMB_CFG": json.dumps({**params, **cfg})})
@@ -70,19 +69,4 @@ def test_yosys_synth_xc7(tmp_path):
         "exit_gate": ("exit_gate", {"FEAT_W": 160, "DEC_W": 16, "TAG_W": 8, "DEPTH": 16}),
         "exit_merge": ("exit_merge", {"K": 4, "DEC_W": 16, "TAG_W": 8}),
     }
-    procs = {}
-    for name, (top, params) in runs.items():
-        reads = " ".join(str(s) for s in sources(top))
-        chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
-        script = (f"read_verilog -defer {reads}; chparam {chparam} {top}; "
-                  f"synth_xilinx -family xc7 -top {top}; check -assert; stat")
-        # Both runs at once; each writes its full log with -l.
-        procs[name] = subprocess.Popen(["yosys", "-q", "-l", str(tmp_path / f"{name}.yslog"), "-p", script],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=tmp_path)
-    for name, proc in procs.items():
-        rc = proc.wait(timeout=300)
-        text = (tmp_path / f"{name}.yslog").read_text()
-        assert rc == 0, f"yosys synth_xilinx of {name} failed:\n{text[-3000:]}"
-        stats = text[text.rfind("Printing statistics"):]
-        assert "LUT" in stats and "FDRE" in stats, f"{name}: no LUTs/flip-flops after synthesis\n{stats}"
-        assert "$_DLATCH" not in stats and "LDCE" not in stats, f"{name}: latch inferred"
+    synth_xc7(runs, tmp_path)
