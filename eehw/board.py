@@ -24,7 +24,7 @@ YOSYS_FAMILIES = ("xcup", "xcu", "xc7", "xc6s", "xc6v", "xc5v", "xc4v",
 
 _BOARD_KEYS = ("name", "part", "family", "clock_mhz", "budget", "shell", "description")
 _SHELL_REQUIRED = ("type",)
-_SHELL_OPTIONAL = ("axi_dma", "fclk_mhz")
+_SHELL_OPTIONAL = ("axi_dma", "fclk_mhz", "board_part")
 
 
 def boards_dir() -> Path:
@@ -151,6 +151,8 @@ def parse_board(raw: Any, source: Path) -> Board:
     check.string(shell["type"], "shell.type")
     if "axi_dma" in shell and not isinstance(shell["axi_dma"], bool):
         check.fail("shell.axi_dma", f"must be true or false, got {shell['axi_dma']!r}")
+    if "board_part" in shell:
+        check.string(shell["board_part"], "shell.board_part")
     if "fclk_mhz" in shell:
         check.positive_number(shell["fclk_mhz"], "shell.fclk_mhz")
     return Board(

@@ -36,6 +36,30 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("sim", help="run the cocotb/Verilator testbenches of the RTL library")
     p.add_argument("-k", dest="keyword", help="only the tests matching this pytest -k expression")
 
+    p = verbs.add_parser("dse", help="co-design loop: exits, thresholds and folding under the board budget")
+    _add_config(p)
+    p.add_argument("--board", default="pynq-z2", help="board name or board YAML path (default: pynq-z2)")
+    p.add_argument("--objective", default="latency", choices=("latency", "throughput", "resources"),
+                   help="what the chosen design minimises or maximises (default: latency, i.e. mean cycles)")
+    p.add_argument("--min-accuracy", type=float, metavar="PERCENT",
+                   help="test accuracy floor in percent (default: the final exit's minus policy.max_drop_pp)")
+    p.add_argument("--max-latency", type=float, metavar="CYCLES", help="mean latency ceiling in clock cycles")
+    p.add_argument("--max-worst-latency", type=float, metavar="CYCLES",
+                   help="ceiling on the worst-case latency (every sample to the final exit) in cycles "
+                        "(default: twice the no-exit baseline's, so inputs that never exit cannot slow the device "
+                        "down much)")
+    p.add_argument("--min-throughput", type=float, metavar="SAMPLES_PER_S",
+                   help="throughput floor in samples per second at the board clock")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run characterisation and validation jobs on this Dask scheduler (default: local processes)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    p.add_argument("--validate", type=int, default=3, metavar="N",
+                   help="top designs generated, simulated whole and synthesised (default: 3)")
+
+    p = verbs.add_parser("compare", help="two designs side by side from their report.json files")
+    p.add_argument("report_a", help="a report.json of `eehw synth` or `eehw dse` (or its folder)")
+    p.add_argument("report_b", help="the other report.json")
+
     verbs.add_parser("boards", help="list the known boards")
     return parser
 
@@ -101,7 +125,38 @@ def _run(args: argparse.Namespace) -> int:
         print(to_markdown(design.report))
         print("reports: " + ", ".join(str(p) for p in design.report_paths))
         return 0
+    if args.verb == "dse":
+        return _dse(args)
+    if args.verb == "compare":
+        from eehw.compare import compare
+
+        compare(args.report_a, args.report_b)
+        return 0
     raise AssertionError(args.verb)
+
+
+def _dse(args: argparse.Namespace) -> int:
+    from eehw import dse
+    from eehw.board import load_board
+
+    for flag, value in (("--min-accuracy", args.min_accuracy), ("--max-latency", args.max_latency),
+                        ("--max-worst-latency", args.max_worst_latency), ("--min-throughput", args.min_throughput)):
+        if value is not None and not value > 0:
+            raise EehwError(f"{flag} must be a positive number, got {value}")
+    if args.min_accuracy is not None and args.min_accuracy > 100:
+        raise EehwError(f"--min-accuracy is a percentage (0-100], got {args.min_accuracy}")
+    clock = load_board(args.board).clock_mhz
+    constraints = dse.Constraints(
+        min_accuracy=None if args.min_accuracy is None else args.min_accuracy / 100,
+        max_latency=args.max_latency, max_worst_latency=args.max_worst_latency,
+        min_throughput=None if args.min_throughput is None else args.min_throughput / (clock * 1e6))
+    report = dse.run(args.config, args.board, constraints=constraints, objective=args.objective,
+                     scheduler=args.scheduler, workers=args.workers, validate=args.validate)
+    from eehw.dse_report import to_markdown
+
+    print(to_markdown(report))
+    print("reports: " + ", ".join(report["paths"]))
+    return 0
 
 
 if __name__ == "__main__":

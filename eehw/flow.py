@@ -17,6 +17,7 @@ import torch
 from eehw.board import Board, load_board
 from eehw.config import Config, load_config
 from eehw.data import Dataset, load_dataset
+from eehw.errors import EehwError
 from eehw.golden import GoldenModel
 from eehw.paths import build_dir
 from eehw.train import TrainedModel, train
@@ -33,6 +34,7 @@ class Design:
     evaluation: dict | None = None
     rtl: dict = field(default_factory=dict)  # "early_exit" / "baseline" -> RtlDesign
     measured: dict = field(default_factory=dict)  # same keys -> simulation and synthesis figures
+    hls: dict | None = None  # hls4ml projects, C-sim chain check, multi-exit top, vendor figures
     report_paths: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     report: dict | None = None
@@ -68,16 +70,33 @@ def step_evaluate(d: Design) -> None:
     tmp.replace(path)
 
 
+def _dse_choice(d: Design) -> dict | None:
+    """The design `eehw dse` chose for this config, board and trained weights, if any."""
+    if d.board is None:
+        return None
+    path = d.out_dir / "dse" / "chosen.json"
+    if not path.exists():
+        return None
+    choice = json.loads(path.read_text())
+    if choice.get("training_hash") != d.cfg.training_hash() or choice.get("board") != d.board.name:
+        return None
+    return choice
+
+
 def _policy(d: Design):
     from eehw.policies import PolicyParams
 
-    pol = d.evaluation["policy"]
-    return PolicyParams(pol["name"], temperatures=pol["temperatures"], shifts=pol["shifts"],
+    choice = _dse_choice(d)
+    pol = choice["policy"] if choice else d.evaluation["policy"]
+    return PolicyParams(pol["name"], temperatures=pol.get("temperatures"), shifts=pol["shifts"],
                         frac_bits=pol["frac_bits"])
 
 
 def _early_exit_choice(d: Design) -> tuple[list[int], list[int | None]]:
     """The exits the thresholds enable (plus the final one) and their register values."""
+    choice = _dse_choice(d)
+    if choice:
+        return choice["exits"][:-1], choice["thresholds"]
     exits = d.evaluation["exits"]
     kept = [e for e in exits[:-1] if e["threshold"] is not None]
     return [e["position"] for e in kept], [e["threshold"] for e in kept]
@@ -89,13 +108,54 @@ def step_rtl(d: Design) -> None:
 
     hw = d.cfg.hardware
     foldings = {name: Folding(simd, pe) for name, simd, pe in hw.folding}
+    choice = _dse_choice(d)
+    base_foldings = foldings
+    if choice:  # `eehw dse` chose every layer's folding for this board, and the baseline's at its best
+        foldings = {name: Folding(*lanes) for name, lanes in choice["folding"].items()}
+        base_foldings = {name: Folding(*lanes) for name, lanes in choice.get("baseline_folding", {}).items()}
     positions, _ = _early_exit_choice(d)
     params = _policy(d)
     for kind, exits in (("early_exit", positions), ("baseline", [])):
         name = d.cfg.name if kind == "early_exit" else f"{d.cfg.name}_baseline"
-        plan = plan_design(d.golden, name, exits, foldings, hw.max_simd, hw.max_pe)
+        plan = plan_design(d.golden, name, exits, foldings if kind == "early_exit" else base_foldings,
+                           hw.max_simd, hw.max_pe)
         d.rtl[kind] = generate(plan, params, d.out_dir / ("rtl" if kind == "early_exit" else "rtl_baseline"),
                                d.golden.exits)
+
+
+def step_hls(d: Design) -> None:
+    """hls4ml project per block (io_stream: the block design connects them by AXI-Stream), the
+    C-sim chain checked against the golden model on the whole test set, the multi-exit top, and
+    the vendor flow when Vitis HLS and Vivado are installed."""
+    from eehw import vendor
+    from eehw.hls import HlsSettings, build_hls_projects, chain_mismatches
+    from eehw.hls_top import TopDesign, generate, ip_name
+
+    names = [b.name for b in d.golden.blocks] + [d.golden.heads[k].name for k in d.golden.exits]
+    settings = {name: HlsSettings(io_type="io_stream") for name in names}
+    projects = build_hls_projects(d.trained, d.golden, d.board, d.out_dir, settings=settings)
+    mismatches = chain_mismatches(projects, d.golden, d.data.x_test)
+    if any(mismatches.values()):
+        bad = ", ".join(f"{name}: {n}" for name, n in mismatches.items() if n)
+        raise EehwError(f"hls4ml C-sim differs from the golden model on test samples ({bad}); "
+                        f"projects are in {d.out_dir / 'hls'}")
+    rtl = d.rtl["early_exit"]
+    top = TopDesign.from_golden(d.cfg.name, d.golden, rtl.plan.exits, _policy(d), rtl.decision)
+    files = generate(top, d.board, d.out_dir / "hls_top")
+    tools = vendor.detect()
+    note = vendor.absence_note(tools)
+    if note:
+        print(note)
+        vendor_figures = {"skipped": note}
+    else:
+        kept = {ip_name(n) for n in top.blocks + top.heads}
+        overlay = vendor.build_overlay({ip_name(p.name): p.project_dir for p in projects if ip_name(p.name) in kept},
+                                       files, tools)
+        vendor_figures = overlay.summary()
+    d.hls = {"backend": projects[0].backend, "samples": int(len(d.data.x_test)), "mismatches": mismatches,
+             "projects": [p.summary() for p in projects],
+             "top": {"tcl": str(files.tcl), "register_map": str(files.register_map), "ips": list(files.ips)},
+             "vendor": vendor_figures}
 
 
 def step_simulate(d: Design) -> None:
@@ -121,11 +181,12 @@ def step_report(d: Design) -> None:
     y = d.data.y_test
     kept = [d.golden.exits.index(p) for p in d.rtl["early_exit"].plan.exits]
     exits = []
+    _, thresholds = _early_exit_choice(d)  # the config's, or those `eehw dse` chose
     for k, idx in enumerate(kept):
         e = d.evaluation["exits"][idx]
         leaves = ee["exit_index"] == k
-        exits.append({"position": e["position"], "policy": d.evaluation["policy"]["name"],
-                      "threshold": e["threshold"] if k < len(kept) - 1 else None,
+        exits.append({"position": e["position"], "policy": _policy(d).name.value,
+                      "threshold": thresholds[k] if k < len(kept) - 1 else None,
                       "exit_rate": float(leaves.mean()), "accuracy": e["accuracy"],
                       "exited_accuracy": float((ee["predictions"][leaves] == y[leaves]).mean()) if leaves.any() else None})
 
@@ -148,6 +209,7 @@ def step_report(d: Design) -> None:
         "fits": ee["resources"]["fits"],
         "baseline": summary(base, d.rtl["baseline"]),
         "evaluation": {k: d.evaluation[k] for k in ("mean_cost_ratio", "oracle_cost_ratio", "golden_mismatches")},
+        "hls": d.hls,
         "seconds_per_step": d.seconds,
     }
     latencies = {"early exit": ee["latency_cycles_raw"], "baseline": base["latency_cycles_raw"]}
@@ -161,13 +223,14 @@ STEPS: list[tuple[str, Callable[[Design], None]]] = [
     ("golden", step_golden),
     ("evaluate", step_evaluate),
     ("rtl", step_rtl),
+    ("hls", step_hls),
     ("simulate", step_simulate),
     ("synthesise", step_synthesise),
     ("report", step_report),
 ]
 
 # Steps that need a board: without one the flow stops after evaluation.
-BOARD_STEPS = {"rtl", "simulate", "synthesise", "report"}
+BOARD_STEPS = {"rtl", "hls", "simulate", "synthesise", "report"}
 
 
 def run(config: str | Path, board: str | None = None, stop_after: str | None = None,

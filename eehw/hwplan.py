@@ -102,8 +102,18 @@ class MvuStage:
                 "WEIGHT_FILE": weight_file, "BIAS_FILE": bias_file}
 
 
+class _SameWidth:
+    """Stages that move elements around without changing their width ``e``."""
+
+    e: int
+
+    @property
+    def out_w(self) -> int:
+        return self.e
+
+
 @dataclass(frozen=True)
-class WindowStage:
+class WindowStage(_SameWidth):
     """sliding_window.v: one whole channels-last map in, one receptive field per output position out."""
 
     name: str
@@ -134,10 +144,6 @@ class WindowStage:
         return (self.k ** self.dims) * self.c
 
     @property
-    def out_w(self) -> int:
-        return self.e
-
-    @property
     def ii(self) -> int:
         return self.positions
 
@@ -148,7 +154,7 @@ class WindowStage:
 
 
 @dataclass(frozen=True)
-class CollectStage:
+class CollectStage(_SameWidth):
     """collect.v: P position beats back into one whole channels-last map."""
 
     name: str
@@ -164,10 +170,6 @@ class CollectStage:
         return self.p * self.n
 
     @property
-    def out_w(self) -> int:
-        return self.e
-
-    @property
     def ii(self) -> int:
         return self.p
 
@@ -177,7 +179,7 @@ class CollectStage:
 
 
 @dataclass(frozen=True)
-class PoolStage:
+class PoolStage(_SameWidth):
     """maxpool.v: K x K (or K) max pooling with stride K of a whole channels-last map."""
 
     name: str
@@ -197,10 +199,6 @@ class PoolStage:
     def out_n(self) -> int:
         out_h = self.in_h // self.k if self.dims == 2 else 1
         return out_h * (self.in_w // self.k) * self.c
-
-    @property
-    def out_w(self) -> int:
-        return self.e
 
     @property
     def params(self) -> dict[str, int]:

@@ -87,7 +87,27 @@ def to_markdown(report: dict) -> str:
               f"test sample alone on an idle pipeline; throughput: the test set back to back. The bound is the "
               f"generator's figure for a sample that reaches the final exit; `worst case measured` is that path "
               f"simulated.", ""]
+    if report.get("hls"):
+        lines += _hls_section(report["hls"])
     return "\n".join(lines)
+
+
+def _hls_section(hls: dict) -> list[str]:
+    lines = ["## HLS (hls4ml)", "",
+             f"Each block and head is its own {hls['backend']} hls4ml project; their C-sim, chained, was run on "
+             f"all {hls['samples']} test samples and compared with the golden model.", "",
+             "| project | precision in -> out | io | reuse | mismatching samples | convert s | compile s | cached |",
+             "|---|---|---|---:|---:|---:|---:|---|"]
+    for p in hls["projects"]:
+        lines.append(f"| {p['name']} | {p['input_precision']} -> {p['output_precision']} | {p['io_type']} | "
+                     f"{p['reuse_factor']} | {hls['mismatches'][p['name']]} | {p['convert_seconds']:.2f} | "
+                     f"{p['compile_seconds']:.2f} | {'yes' if p['cached'] else 'no'} |")
+    vendor = hls["vendor"]
+    lines += ["", f"Multi-exit top: `{hls['top']['tcl']}` (Vivado block design), register map "
+              f"`{hls['top']['register_map']}`.",
+              f"Vendor tools: {vendor['skipped']}" if "skipped" in vendor else
+              f"Vendor implementation: {vendor['implementation']}", ""]
+    return lines
 
 
 def _plot(latencies: dict[str, np.ndarray], report: dict) -> str:

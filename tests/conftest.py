@@ -41,3 +41,25 @@ def tiny_config(tmp_path):
         return path
 
     return make
+
+
+TINY_DSE = """
+name: tiny_dse
+seed: 0
+data: {name: digits}
+model:
+  backbone: mlp
+  widths: [16, 16, 16]
+  exits: [{after: all, head: linear}]
+training: {regime: e2e, epochs: 3, batch_size: 128, lr: 0.02}
+hardware: {max_simd: 2, max_pe: 1}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_dse_config(tmp_path_factory):
+    """A tiny MLP with a head after every block and few folding options: the DSE tests share its
+    checkpoint and characterisation cache."""
+    path = tmp_path_factory.mktemp("dse") / "tiny_dse.yaml"
+    path.write_text(TINY_DSE)
+    return path

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -55,6 +56,17 @@ def test_synth_runs_the_whole_flow_and_writes_the_reports():
     assert {"position", "policy", "threshold", "exit_rate", "accuracy"} <= set(report["exits"][0])
     html = open(os.path.join(out_dir, "report.html")).read()
     assert "data:image/png;base64," in html and "<table>" in html
+    # The HLS path ran too: every block and head an hls4ml project, the chained C-sim bit-exact on
+    # the whole test set, the multi-exit top written, and the missing vendor tools said in one line.
+    hls = report["hls"]
+    golden_parts = {f"blocks.{k}" for k in range(4)} | {f"heads.{k}" for k in range(4)}
+    assert set(hls["mismatches"]) == golden_parts and not any(hls["mismatches"].values())
+    assert hls["samples"] == 359
+    assert all(p["part"] == "xc7z020clg400-1" for p in hls["projects"])
+    assert os.path.isfile(hls["top"]["tcl"]) and os.path.isfile(hls["top"]["register_map"])
+    if shutil.which("vivado") is None:
+        assert "not on PATH" in hls["vendor"]["skipped"]
+        assert hls["vendor"]["skipped"] in result.stdout.splitlines()  # said as one line of its own
     # The hardware agrees with the software evaluation of the same thresholds.
     with open(os.path.join(out_dir, "evaluation.json")) as f:
         evaluation = json.load(f)

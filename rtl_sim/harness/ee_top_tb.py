@@ -1,4 +1,9 @@
-"""cocotb harness for any eehw top with the project's AXI-Stream interface.
+"""Per-cycle cocotb harness for any eehw top with the project's AXI-Stream interface.
+
+The reference implementation of the stimulus that the generated wrapper (ee_tb.v.j2, run by
+ee_tb.py) performs inside the simulation: eehw.sim runs it with ``harness="cocotb"``, and
+tests/test_rtl_design.py and benchmarks/sim_speed.py compare the two cycle for cycle. It wakes
+Python several times per clock, so it is the slow path.
 
 Driven by a JSON file named in EEHW_TB_CONFIG: the input vectors (an .npy of integers, one row
 per sample), element width and signedness, thresholds and enables, stimulus options (random
@@ -10,6 +15,7 @@ against the golden model, so this file holds no expectations of its own.
 import json
 import os
 import random
+import time
 
 import cocotb
 import numpy as np
@@ -46,6 +52,7 @@ async def run(dut):
     for _ in range(4):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
+    start = time.perf_counter()
 
     sent, received, cycle = 0, 0, 0
     in_cycle = np.zeros(total, dtype=np.int64)
@@ -81,4 +88,5 @@ async def run(dut):
             raise RuntimeError(f"timeout: {received} of {total} results after {cycle} cycles")
 
     np.savez(cfg["output"], tag=out_tag, data=np.array([str(d) for d in out_data]), out_cycle=out_cycle,
-             in_cycle=in_cycle, cycles=cycle, error=error_seen)
+             in_cycle=in_cycle, cycles=cycle, error=error_seen,
+             seconds=time.perf_counter() - start)

@@ -12,7 +12,7 @@ import random
 from collections import deque
 
 import cocotb
-from cocotb.clock import Clock
+from axis_tb import Sink, Source, reset, start_clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 
@@ -21,79 +21,60 @@ class Tb:
         self.dut = dut
         self.w, self.tag_w, self.depth = cfg["W"], cfg["TAG_W"], cfg["DEPTH"]
         self.rng = random.Random(cfg["seed"])
+        self.src, self.sink = Source(dut, self.rng), Sink(dut, self.rng)
         self.model = deque()
         self.cycle = 0
         self.tag = 0
         self.in_cycles, self.out_cycles = [], []
         self.checked = 0
-        self._held = None  # (data, tag) of an output beat that was valid but not taken
 
     def new_beat(self):
         beat = (self.rng.getrandbits(self.w), self.tag)
         self.tag = (self.tag + 1) % (1 << self.tag_w)
         return beat
 
-    async def reset(self):
-        dut = self.dut
-        dut.rst.value = 1
-        dut.s_tvalid.value = 0
-        dut.s_tdata.value = 0
-        dut.s_tuser.value = 0
-        dut.m_tready.value = 0
-        for _ in range(3):
-            await RisingEdge(dut.clk)
-        dut.rst.value = 0
-
     async def run(self, beats, gap_p, stall_p, ready_fn=None, max_cycles=None):
         """Drive ``beats`` beats and drain; ready_fn(i) overrides the random tready."""
-        dut, rng = self.dut, self.rng
-        sent, pending, start = 0, None, self.cycle
+        dut = self.dut
+        todo, start = beats, self.cycle
         max_cycles = max_cycles or 50 * (beats + 10)
-        while sent < beats or self.model or pending is not None:
-            if pending is None and sent < beats and rng.random() >= gap_p:
-                pending = self.new_beat()
-            if pending is not None:
-                dut.s_tvalid.value = 1
-                dut.s_tdata.value, dut.s_tuser.value = pending
-            else:
-                dut.s_tvalid.value = 0
-            ready = ready_fn(self.cycle - start) if ready_fn else rng.random() >= stall_p
-            dut.m_tready.value = int(ready)
+
+        def next_beat():
+            nonlocal todo
+            if not todo:
+                return None
+            todo -= 1
+            return self.new_beat()
+
+        while todo or self.src.busy or self.model:
+            self.src.offer(next_beat, gap_p)
+            self.sink.ready(stall_p, ready_fn(self.cycle - start) if ready_fn else None)
             await ReadOnly()
             assert int(dut.count.value) == len(self.model), (
                 f"cycle {self.cycle}: count {int(dut.count.value)} != {len(self.model)} held")
-            m_valid = int(dut.m_tvalid.value)
-            if m_valid:
-                beat = (int(dut.m_tdata.value), int(dut.m_tuser.value))
-                if self._held is not None:
-                    assert beat == self._held, f"cycle {self.cycle}: output changed while stalled"
-                if ready:
-                    assert self.model, f"cycle {self.cycle}: output beat {beat} never input"
-                    expect = self.model.popleft()
-                    assert beat == expect, f"cycle {self.cycle}: got {beat}, expected {expect}"
-                    self.out_cycles.append(self.cycle)
-                    self.checked += 1
-                    self._held = None
-                else:
-                    self._held = beat
-            else:
-                assert self._held is None, f"cycle {self.cycle}: m_tvalid dropped before handshake"
-            if pending is not None and int(dut.s_tready.value):
-                self.model.append(pending)
+            beat = self.sink.take(self.cycle)
+            if beat is not None:
+                assert self.model, f"cycle {self.cycle}: output beat {beat} never input"
+                expect = self.model.popleft()
+                assert beat == expect, f"cycle {self.cycle}: got {beat}, expected {expect}"
+                self.out_cycles.append(self.cycle)
+                self.checked += 1
+            beat = self.src.fired()
+            if beat is not None:
+                self.model.append(beat)
                 self.in_cycles.append(self.cycle)
-                pending, sent = None, sent + 1
             await RisingEdge(dut.clk)
             self.cycle += 1
             assert self.cycle - start < max_cycles, "timeout: beats stuck in the FIFO"
-        dut.s_tvalid.value = 0
+        self.src.idle()
 
 
 @cocotb.test()
 async def fifo_stream(dut):
     cfg = json.loads(os.environ["PLUMB_CFG"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    start_clock(dut)
     tb = Tb(dut, cfg)
-    await tb.reset()
+    await reset(dut)
 
     # Full throughput and latency with no gaps and no backpressure.
     n = 200

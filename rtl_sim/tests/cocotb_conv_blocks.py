@@ -22,7 +22,7 @@ import random
 from pathlib import Path
 
 import cocotb
-from cocotb.clock import Clock
+from axis_tb import Sink, Source, reset, start_clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 
@@ -37,81 +37,53 @@ class Tb:
         self.in_last = cfg.get("in_last", False)
         self.out_last = cfg.get("out_last", False)
         self.has_error = cfg.get("has_error", False)
+        self.src = Source(dut, self.rng, fields=("tdata", "tuser", "tlast") if self.in_last else ("tdata", "tuser"))
+        self.sink = Sink(dut, self.rng, fields=("tdata", "tuser", "tlast") if self.out_last else ("tdata", "tuser"))
         self.cycle = 0
         self.received = []
         self.in_cycles, self.out_cycles = [], []
 
     async def reset(self):
-        dut = self.dut
-        dut.rst.value = 1
-        dut.s_tvalid.value = 0
-        dut.s_tdata.value = 0
-        dut.s_tuser.value = 0
-        if self.in_last:
-            dut.s_tlast.value = 0
-        dut.m_tready.value = 0
-        for _ in range(3):
-            await RisingEdge(dut.clk)
-        dut.rst.value = 0
+        await reset(self.dut, ("s_tvalid", "s_tdata", "s_tuser", "m_tready") + (("s_tlast",) if self.in_last else ()))
 
     async def run(self, beats, expected, gap_p, stall_p, check_error=True):
         """Drive ``beats`` (lists [data, tag(, last)]) and check ``expected`` output beats."""
-        dut, rng = self.dut, self.rng
-        beats, expected = list(beats), list(expected)
+        dut = self.dut
+        beats, expected = [tuple(b) for b in beats], [tuple(e) for e in expected]
         i_in = i_out = 0
-        pending, held = None, None
+        todo = iter(beats)
         max_cycles = self.cycle + 20 * (len(beats) + len(expected) + 20)
         while i_in < len(beats) or i_out < len(expected):
-            if pending is None and i_in < len(beats) and rng.random() >= gap_p:
-                pending = beats[i_in]
-            if pending is not None:
-                dut.s_tvalid.value = 1
-                dut.s_tdata.value = pending[0]
-                dut.s_tuser.value = pending[1]
-                if self.in_last:
-                    dut.s_tlast.value = pending[2]
-            else:
-                dut.s_tvalid.value = 0
-            ready = rng.random() >= stall_p
-            dut.m_tready.value = int(ready)
+            self.src.offer(lambda: next(todo, None), gap_p)
+            self.sink.ready(stall_p)
             await ReadOnly()
             if self.has_error and check_error:
                 assert int(dut.error.value) == 0, f"cycle {self.cycle}: error raised on a good stream"
-            if int(dut.m_tvalid.value):
-                beat = [int(dut.m_tdata.value), int(dut.m_tuser.value)]
-                if self.out_last:
-                    beat.append(int(dut.m_tlast.value))
-                if held is not None:
-                    assert beat == held, f"cycle {self.cycle}: output changed while stalled"
-                if ready:
-                    assert i_out < len(expected), f"cycle {self.cycle}: extra output beat (tag {beat[1]})"
-                    want = expected[i_out]
-                    assert beat[1:] == want[1:], (
-                        f"cycle {self.cycle}: output beat {i_out} tag/last {beat[1:]}, expected {want[1:]}")
-                    assert beat[0] == want[0], (
-                        f"cycle {self.cycle}: output beat {i_out} data {beat[0]:#x}, expected {want[0]:#x}")
-                    self.received.append(beat)
-                    self.out_cycles.append(self.cycle)
-                    i_out += 1
-                    held = None
-                else:
-                    held = beat
-            else:
-                assert held is None, f"cycle {self.cycle}: m_tvalid dropped before its handshake"
-            if pending is not None and int(dut.s_tready.value):
+            beat = self.sink.take(self.cycle)
+            if beat is not None:
+                assert i_out < len(expected), f"cycle {self.cycle}: extra output beat (tag {beat[1]})"
+                want = expected[i_out]
+                assert beat[1:] == want[1:], (
+                    f"cycle {self.cycle}: output beat {i_out} tag/last {beat[1:]}, expected {want[1:]}")
+                assert beat[0] == want[0], (
+                    f"cycle {self.cycle}: output beat {i_out} data {beat[0]:#x}, expected {want[0]:#x}")
+                self.received.append(list(beat))
+                self.out_cycles.append(self.cycle)
+                i_out += 1
+            if self.src.fired() is not None:
                 self.in_cycles.append(self.cycle)
-                pending, i_in = None, i_in + 1
+                i_in += 1
             await RisingEdge(dut.clk)
             self.cycle += 1
             assert self.cycle < max_cycles, f"timeout: {i_in}/{len(beats)} in, {i_out}/{len(expected)} out"
-        dut.s_tvalid.value = 0
+        self.src.idle()
         dut.m_tready.value = 0
 
 
 @cocotb.test()
 async def stream(dut):
     cfg = load_cfg()
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    start_clock(dut)
     tb = Tb(dut, cfg)
     await tb.reset()
     ins, outs = cfg["in_beats"], cfg["out_beats"]
@@ -150,7 +122,7 @@ async def stream(dut):
 async def collect_errors(dut):
     """Directed bad streams: a tag change inside a sample, then a missing/early tlast."""
     cfg = load_cfg()
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    start_clock(dut)
     tb = Tb(dut, cfg)
     p = cfg["P"]
     assert p >= 2, "collect_errors needs P >= 2"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
+from axis_tb import pack_rows, reset, start_clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from eehw.policies import margin_score, pow2_softmax_sum
@@ -42,14 +42,6 @@ class Reference:
         passed = score <= threshold if self.pow2 else score >= threshold
         exit_ = passed & bool(enable)
         return [(int(s) << (self.class_w + 1)) | (int(c) << 1) | int(e) for s, c, e in zip(score, cls, exit_)]
-
-    def pack(self, z):
-        mask = (1 << self.w) - 1
-        u = (np.asarray(z, dtype=np.int64) & mask).astype(object)
-        word = np.zeros(len(z), dtype=object)
-        for i in range(self.n):
-            word = word + (u[:, i] << (i * self.w))
-        return [int(x) for x in word]
 
     def decode(self, word):
         return {"exit": word & 1, "class": (word >> 1) & ((1 << self.class_w) - 1),
@@ -174,18 +166,8 @@ class Tb:
         self.errors = []
 
     async def reset(self):
-        dut = self.dut
-        dut.rst.value = 1
-        dut.s_tvalid.value = 0
-        dut.s_tdata.value = 0
-        dut.s_tuser.value = 0
-        dut.m_tready.value = 0
-        dut.threshold.value = 0
-        dut.enable.value = 0
-        for _ in range(3):
-            await RisingEdge(dut.clk)
-        dut.rst.value = 0
-        await RisingEdge(dut.clk)
+        await reset(self.dut, ("s_tvalid", "s_tdata", "s_tuser", "m_tready", "threshold", "enable"))
+        await RisingEdge(self.dut.clk)
 
     async def drive(self, words, tags, gap_p):
         """Driver: one row per handshake, random gaps; returns after the last handshake."""
@@ -256,7 +238,7 @@ class Tb:
         self.expected += list(zip(self.ref.words(z, threshold, enable), tags))
         self.rows = z if first == 0 else np.concatenate([self.rows, z])
         start_in, start_out = len(self.in_cycles), len(self.out_cycles)
-        await self.drive(self.ref.pack(z), tags, gap_p)
+        await self.drive(pack_rows(z, self.ref.w), tags, gap_p)
         limit = self.cycle + 100 * (len(z) + 20)
         while self.received < len(self.expected):
             await RisingEdge(dut.clk)
@@ -269,7 +251,7 @@ async def decision_unit_matches_policies(dut):
     cfg = json.loads(os.environ["DU_CFG"])
     wall = time.perf_counter()
     tb = Tb(dut, cfg)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    start_clock(dut)
     await tb.reset()
     cocotb.start_soon(tb.monitor())
     phases = build_phases(cfg, tb.ref)

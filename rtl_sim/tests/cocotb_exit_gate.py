@@ -13,9 +13,12 @@ import os
 import random
 
 import cocotb
-from cocotb.clock import Clock
+from axis_tb import Sink, Source, reset, start_clock
 from cocotb.triggers import ReadOnly, RisingEdge
 from eehw.rtl_sim.models.exit_gate import ExitGateModel
+
+PORTS = ("s_feat_tvalid", "s_feat_tdata", "s_feat_tuser", "s_dec_tvalid", "s_dec_tdata", "s_dec_tuser",
+         "m_feat_tready", "m_res_tready")
 
 
 class Tb:
@@ -23,26 +26,14 @@ class Tb:
         self.dut = dut
         self.feat_w, self.dec_w, self.tag_w = cfg["FEAT_W"], cfg["DEC_W"], cfg["TAG_W"]
         self.rng = random.Random(cfg["seed"])
+        self.src = {name: Source(dut, self.rng, prefix=f"s_{name}") for name in ("feat", "dec")}
+        self.sink = {name: Sink(dut, self.rng, prefix=f"m_{name}") for name in ("feat", "res")}
         self.model = ExitGateModel()
         self.cycle = 0
         self.tag = 0
         self.checked = 0
         self.n_exits = 0
         self.log = {"feat_in": [], "dec_in": [], "feat_out": [], "res_out": []}
-        self._held = {"feat": None, "res": None}
-
-    async def reset(self):
-        dut = self.dut
-        dut.rst.value = 1
-        for name in ("s_feat", "s_dec"):
-            getattr(dut, f"{name}_tvalid").value = 0
-            getattr(dut, f"{name}_tdata").value = 0
-            getattr(dut, f"{name}_tuser").value = 0
-        dut.m_feat_tready.value = 0
-        dut.m_res_tready.value = 0
-        for _ in range(3):
-            await RisingEdge(dut.clk)
-        dut.rst.value = 0
 
     def samples(self, n, exit_p):
         mask_t = (1 << self.tag_w) - 1
@@ -54,72 +45,51 @@ class Tb:
             self.tag = (self.tag + 1) & mask_t
         return feats, decs
 
-    def _sink(self, name, ready, expected):
-        dut = self.dut
-        if int(getattr(dut, f"m_{name}_tvalid").value):
-            beat = (int(getattr(dut, f"m_{name}_tdata").value), int(getattr(dut, f"m_{name}_tuser").value))
-            if self._held[name] is not None:
-                assert beat == self._held[name], f"cycle {self.cycle}: m_{name} changed while stalled"
-            if ready:
-                assert expected, f"cycle {self.cycle}: m_{name} beat {beat} not expected (duplicate or invented)"
-                expect = expected.popleft()
-                assert beat == expect, f"cycle {self.cycle}: m_{name} got {beat}, expected {expect}"
-                self.log[f"{name}_out"].append((self.cycle, beat[1]))
-                self.checked += 1
-                self._held[name] = None
-            else:
-                self._held[name] = beat
-        else:
-            assert self._held[name] is None, f"cycle {self.cycle}: m_{name}_tvalid dropped before handshake"
+    def _sink(self, name, expected):
+        beat = self.sink[name].take(self.cycle)
+        if beat is not None:
+            assert expected, f"cycle {self.cycle}: m_{name} beat {beat} not expected (duplicate or invented)"
+            expect = expected.popleft()
+            assert beat == expect, f"cycle {self.cycle}: m_{name} got {beat}, expected {expect}"
+            self.log[f"{name}_out"].append((self.cycle, beat[1]))
+            self.checked += 1
 
     async def run(self, n, exit_p, gap_feat, gap_dec, stall_feat, stall_res, samples=None):
-        dut, rng, model = self.dut, self.rng, self.model
+        dut, model = self.dut, self.model
         feats, decs = samples or self.samples(n, exit_p)
         self.n_exits += sum(d & 1 for d, _ in decs)
-        fi = di = 0
-        f_pend = d_pend = None
+        left = {"feat": iter(feats), "dec": iter(decs)}
+        done = {"feat": 0, "dec": 0}
         start = self.cycle
-        while fi < len(feats) or di < len(decs) or f_pend or d_pend or model.feat_out or model.res_out:
-            if f_pend is None and fi < len(feats) and rng.random() >= gap_feat:
-                f_pend, fi = feats[fi], fi + 1
-            if d_pend is None and di < len(decs) and rng.random() >= gap_dec:
-                d_pend, di = decs[di], di + 1
-            dut.s_feat_tvalid.value = int(f_pend is not None)
-            if f_pend is not None:
-                dut.s_feat_tdata.value, dut.s_feat_tuser.value = f_pend
-            dut.s_dec_tvalid.value = int(d_pend is not None)
-            if d_pend is not None:
-                dut.s_dec_tdata.value, dut.s_dec_tuser.value = d_pend
-            ready_feat = rng.random() >= stall_feat
-            ready_res = rng.random() >= stall_res
-            dut.m_feat_tready.value = int(ready_feat)
-            dut.m_res_tready.value = int(ready_res)
+        while done["feat"] < len(feats) or done["dec"] < len(decs) or model.feat_out or model.res_out:
+            self.src["feat"].offer(lambda: next(left["feat"], None), gap_feat)
+            self.src["dec"].offer(lambda: next(left["dec"], None), gap_dec)
+            self.sink["feat"].ready(stall_feat)
+            self.sink["res"].ready(stall_res)
             await ReadOnly()
             assert int(dut.error.value) == 0, f"cycle {self.cycle}: error raised (tag mismatch)"
-            self._sink("feat", ready_feat, model.feat_out)
-            self._sink("res", ready_res, model.res_out)
-            if f_pend is not None and int(dut.s_feat_tready.value):
-                model.push_feature(*f_pend)
-                self.log["feat_in"].append((self.cycle, f_pend[1]))
-                f_pend = None
-            if d_pend is not None and int(dut.s_dec_tready.value):
-                model.push_decision(*d_pend)
-                self.log["dec_in"].append((self.cycle, d_pend[1]))
-                d_pend = None
+            self._sink("feat", model.feat_out)
+            self._sink("res", model.res_out)
+            for name, push in (("feat", model.push_feature), ("dec", model.push_decision)):
+                beat = self.src[name].fired()
+                if beat is not None:
+                    push(*beat)
+                    self.log[f"{name}_in"].append((self.cycle, beat[1]))
+                    done[name] += 1
             await RisingEdge(dut.clk)
             self.cycle += 1
             assert self.cycle - start < 50 * (len(feats) + 10), "timeout: samples stuck in the gate"
-        dut.s_feat_tvalid.value = 0
-        dut.s_dec_tvalid.value = 0
+        self.src["feat"].idle()
+        self.src["dec"].idle()
         assert model.pending == 0 and model.tag_mismatches == 0
 
 
 @cocotb.test()
 async def gate_stream(dut):
     cfg = json.loads(os.environ["PLUMB_CFG"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    start_clock(dut)
     tb = Tb(dut, cfg)
-    await tb.reset()
+    await reset(dut, PORTS)
 
     # Latency and throughput: both streams back to back, no backpressure; half the samples exit.
     n = min(200, 1 << (cfg["TAG_W"] - 1))  # tags identify samples here: no wrap-around

@@ -12,7 +12,7 @@ import os
 import random
 
 import cocotb
-from cocotb.clock import Clock
+from axis_tb import StallCheck, reset, start_clock
 from cocotb.triggers import ReadOnly, RisingEdge
 from eehw.rtl_sim.models.exit_merge import ExitMergeModel
 
@@ -28,18 +28,7 @@ class Tb:
         self.checked = 0
         self.in_log, self.out_log = [], []  # (cycle, port)
         self.max_passed = 0
-        self._held = None
-
-    async def reset(self):
-        dut = self.dut
-        dut.rst.value = 1
-        dut.s_tvalid.value = 0
-        dut.s_tdata.value = 0
-        dut.s_tuser.value = 0
-        dut.m_tready.value = 0
-        for _ in range(3):
-            await RisingEdge(dut.clk)
-        dut.rst.value = 0
+        self.out = StallCheck("m")
 
     async def run(self, beats, gap_p, stall_p):
         """beats per port; gap_p: one probability or one per port."""
@@ -65,21 +54,15 @@ class Tb:
             ready = rng.random() >= stall_p
             dut.m_tready.value = int(ready)
             await ReadOnly()
-            if int(dut.m_tvalid.value):
-                beat = (int(dut.m_tdata.value), int(dut.m_tuser.value))
-                if self._held is not None:
-                    assert beat == self._held, f"cycle {self.cycle}: output changed while stalled"
-                if ready:
-                    index = beat[0] & ((1 << max(1, (k - 1).bit_length())) - 1)
-                    expect = self.model.expect(index)
-                    assert beat == expect, f"cycle {self.cycle}: got {beat}, expected {expect}"
-                    self.out_log.append((self.cycle, index))
-                    self.checked += 1
-                    self._held = None
-                else:
-                    self._held = beat
-            else:
-                assert self._held is None, f"cycle {self.cycle}: m_tvalid dropped before handshake"
+            valid_out = bool(int(dut.m_tvalid.value))
+            beat = (int(dut.m_tdata.value), int(dut.m_tuser.value)) if valid_out else None
+            beat = self.out.observe(valid_out, beat, ready, self.cycle)
+            if beat is not None:
+                index = beat[0] & ((1 << max(1, (k - 1).bit_length())) - 1)
+                expect = self.model.expect(index)
+                assert beat == expect, f"cycle {self.cycle}: got {beat}, expected {expect}"
+                self.out_log.append((self.cycle, index))
+                self.checked += 1
             s_ready = int(dut.s_tready.value)
             assert s_ready & ~valid == 0, f"cycle {self.cycle}: s_tready {s_ready:b} on an idle port"
             fired = s_ready & valid
@@ -108,9 +91,9 @@ class Tb:
 async def merge_stream(dut):
     cfg = json.loads(os.environ["PLUMB_CFG"])
     k = cfg["K"]
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    start_clock(dut)
     tb = Tb(dut, cfg)
-    await tb.reset()
+    await reset(dut)
 
     # All ports always valid, no backpressure: one beat per cycle, rotating, latency 1.
     n = 60

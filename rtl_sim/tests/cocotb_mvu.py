@@ -17,7 +17,7 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
+from axis_tb import Sink, Source, reset, start_clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 
@@ -28,47 +28,42 @@ async def stream(dut):
     tags = cfg["tags"]
     max_cycles = cfg.get("max_cycles", 200_000)
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.s_tvalid.value = 0
-    dut.s_tdata.value = 0
-    dut.s_tuser.value = 0
-    dut.m_tready.value = 0
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    start_clock(dut)
+    await reset(dut)
 
     cycle = 0
     for phase in cfg["phases"]:
         rng = random.Random(phase["seed"])
+        src, sink = Source(dut, rng), Sink(dut, rng)
         gap_p, stall_p, one_at_a_time = phase["gap_p"], phase["stall_p"], phase["one_at_a_time"]
         total = len(words)
         in_cycle = np.zeros(total, dtype=np.int64)
         out_cycle = np.zeros(total, dtype=np.int64)
         out_tag = np.zeros(total, dtype=np.int64)
         out_data = []
-        sent = received = 0
-        valid = False
+        sent = received = offered = 0
         start = cycle
+
+        def next_beat():
+            nonlocal offered
+            if offered == total or (one_at_a_time and received != sent):
+                return None
+            offered += 1
+            return words[offered - 1], tags[offered - 1]
+
         while received < total:
-            if (not valid and sent < total and (not one_at_a_time or received == sent)
-                    and rng.random() >= gap_p):
-                dut.s_tdata.value = words[sent]
-                dut.s_tuser.value = tags[sent]
-                valid = True
-            dut.s_tvalid.value = int(valid)
-            ready = rng.random() >= stall_p
-            dut.m_tready.value = int(ready)
+            src.offer(next_beat, gap_p)
+            sink.ready(stall_p)
             await ReadOnly()
-            if valid and dut.s_tready.value:
+            if src.fired() is not None:
                 in_cycle[sent] = cycle
                 sent += 1
-                valid = False
-            if ready and dut.m_tvalid.value:
+            beat = sink.take(cycle)
+            if beat is not None:
                 if received >= total:
                     raise AssertionError("more outputs than inputs")
-                out_tag[received] = int(dut.m_tuser.value)
-                out_data.append(str(int(dut.m_tdata.value)))
+                out_data.append(str(beat[0]))
+                out_tag[received] = beat[1]
                 out_cycle[received] = cycle
                 received += 1
             await RisingEdge(dut.clk)
@@ -76,7 +71,7 @@ async def stream(dut):
             if cycle - start > max_cycles:
                 raise RuntimeError(f"timeout: {received} of {total} outputs after {cycle - start} cycles")
         # Idle a few cycles with m_tready high: nothing more may come out.
-        dut.s_tvalid.value = 0
+        src.idle()
         dut.m_tready.value = 1
         for _ in range(cfg.get("drain_cycles", 8)):
             await ReadOnly()

@@ -28,29 +28,43 @@ def lint(top: str, params: dict, srcs: list[Path] | None = None) -> None:
     assert run.returncode == 0 and "%Warning" not in run.stderr, run.stderr
 
 
-def build_and_run(top: str, params: dict, build_dir: Path, extra_env: dict[str, str],
-                  test_module: str | None = None, srcs: list[Path] | None = None) -> None:
-    """Build ``top`` with Verilator and run its cocotb module; a failing cocotb test fails the
-    pytest test with the error lines of the simulator log."""
-    from cocotb_tools.runner import get_results, get_runner
+def build(top: str, params: dict, build_dir: Path, srcs: list[Path] | None = None):
+    """Verilator build of ``top`` with ``params`` into ``build_dir``; returns the runner."""
+    from cocotb_tools.runner import get_runner
 
     runner = get_runner("verilator")
     build_dir.mkdir(parents=True, exist_ok=True)
     runner.build(sources=[str(s) for s in (srcs or sources(top))], hdl_toplevel=top, parameters=params,
                  build_dir=str(build_dir), always=True, log_file=str(build_dir / "build.log"))
-    log = build_dir / "sim.log"
-    try:
-        results = runner.test(hdl_toplevel=top, test_module=test_module or f"cocotb_{top}", test_dir=str(TESTS),
-                              build_dir=str(build_dir), results_xml=str(build_dir / "results.xml"),
-                              extra_env=extra_env, log_file=str(log))
-        tests, fails = get_results(results)
-        failed = tests < 1 or fails > 0
-    except SystemExit:  # cocotb's runner exits when a cocotb test fails
-        failed = True
-    if failed:
-        text = log.read_text() if log.exists() else ""
-        reasons = [line.strip() for line in text.splitlines() if "Error" in line or "assert" in line or "FAIL" in line]
-        pytest.fail(f"{top} {params}: cocotb test failed:\n" + "\n".join(reasons[-12:]) + f"\n(log: {log})")
+    return runner
+
+
+def build_and_run(top: str, params: dict, build_dir: Path, extra_env: dict[str, str],
+                  test_module: str | None = None, srcs: list[Path] | None = None,
+                  testcases: tuple[str, ...] | None = None) -> None:
+    """Build ``top`` with Verilator and run its cocotb module (all its tests, or each of
+    ``testcases`` in turn on the one build); a failing cocotb test fails the pytest test with
+    the error lines of the simulator log."""
+    from cocotb_tools.runner import get_results
+
+    runner = build(top, params, build_dir, srcs)
+    for testcase in testcases or (None,):
+        name = testcase or "sim"
+        log = build_dir / f"{name}.log"
+        try:
+            results = runner.test(hdl_toplevel=top, test_module=test_module or f"cocotb_{top}", testcase=testcase,
+                                  test_dir=str(TESTS), build_dir=str(build_dir),
+                                  results_xml=str(build_dir / f"{name}.xml"), extra_env=extra_env, log_file=str(log))
+            tests, fails = get_results(results)
+            failed = tests < 1 or fails > 0
+        except SystemExit:  # cocotb's runner exits when a cocotb test fails
+            failed = True
+        if failed:
+            text = log.read_text() if log.exists() else ""
+            reasons = [line.strip() for line in text.splitlines()
+                       if "Error" in line or "assert" in line or "FAIL" in line or "failed" in line]
+            pytest.fail(f"{top} {params} {name}: cocotb test failed:\n" + "\n".join(reasons[-12:])
+                        + f"\n(log: {log})")
 
 
 def synth_xc7(runs: dict[str, tuple[str, dict]], work: Path) -> None:

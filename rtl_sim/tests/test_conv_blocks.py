@@ -18,14 +18,14 @@ The simulations of one module run two at a time (the Verilator builds dominate t
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hdl_tools import HDL, TESTS, lint, synth_xc7
+from axis_tb import pack, unpack
+from hdl_tools import HDL, build_and_run, lint, synth_xc7
 
 from eehw.golden import Conv, MaxPool
 
@@ -33,80 +33,20 @@ TAG_W = 6
 MIXES = [[0.5, 0.5], [0.0, 0.6], [0.6, 0.0], [0.2, 0.3]]
 
 
-@pytest.fixture(scope="module")
-def runtime_objs(vl_env, tmp_path_factory):
-    """Link every later build against one compiled copy of Verilator's runtime (verilated*.o).
-
-    Those objects do not depend on the design (their .d files list only Verilator's headers)
-    and are most of a build's time, but verilated.mk makes them depend on the regenerated
-    Vtop.mk, so each build would recompile them. After one reference build, the inner make is
-    told (through MAKEFLAGS, which the runner's make inherits) to build no global objects and to
-    link the reference build's instead. The cocotb main (verilator.o) includes the model header
-    and is still compiled per build.
-    """
-    build_dir = tmp_path_factory.mktemp("runtime")
-    simulate("collect", {"P": 2, "N": 1, "E": 1, "TAG_W": 1}, {}, build_dir, testcases=())
-    objs = sorted(build_dir.glob("verilated*.o"))
-    assert objs, f"no Verilator runtime objects in {build_dir}"
-    assert not any(" " in str(o) for o in objs), "runtime object paths with spaces"
-    with pytest.MonkeyPatch.context() as mp:
-        # A space inside a variable's value in MAKEFLAGS is written "\\ ".
-        link = "\\ ".join(map(str, objs))
-        mp.setenv("MAKEFLAGS", f"{os.environ['MAKEFLAGS']} VK_GLOBAL_OBJS= LOADLIBES={link}")
-        yield objs
-
-
-# ---------------------------------------------------------------- packing helpers
-
-def pack(values, e: int) -> int:
-    """Element i of ``values`` at bits [i*e +: e] (two's complement)."""
-    word, mask = 0, (1 << e) - 1
-    for i, v in enumerate(np.asarray(values).ravel().tolist()):
-        word |= (int(v) & mask) << (i * e)
-    return word
-
-
-def unpack(word: int, n: int, e: int, signed: bool) -> np.ndarray:
-    mask = (1 << e) - 1
-    vals = np.array([(word >> (i * e)) & mask for i in range(n)], dtype=np.int64)
-    return vals - (vals >= (1 << (e - 1))) * (1 << e) if signed else vals
-
-
 def rand_elems(rng, shape, e: int, signed: bool) -> np.ndarray:
     lo, hi = (-(1 << (e - 1)), 1 << (e - 1)) if signed else (0, 1 << e)
     return rng.integers(lo, hi, size=shape, dtype=np.int64)
 
 
-# ---------------------------------------------------------------- simulation
-
 def simulate(top: str, params: dict, cfg: dict, build_dir: Path, testcases=("stream",)) -> dict:
     """Build ``top`` with ``params``, run the cocotb ``testcases``; return the received.json
-    the stream test writes (or {})."""
-    from cocotb_tools.runner import get_runner
-
+    the stream test writes."""
     build_dir.mkdir(parents=True, exist_ok=True)
     cfg_file = build_dir / "cfg.json"
     cfg_file.write_text(json.dumps(cfg))
-    runner = get_runner("verilator")
-    runner.build(sources=[str(HDL / f"{top}.v")], hdl_toplevel=top, parameters=params,
-                 build_dir=str(build_dir), always=True, log_file=str(build_dir / "build.log"))
-    for testcase in testcases:  # several cocotb tests on one build
-        log = build_dir / f"{testcase}.log"
-        results_xml = build_dir / f"{testcase}.xml"
-        try:
-            runner.test(hdl_toplevel=top, test_module="cocotb_conv_blocks", testcase=testcase,
-                        test_dir=str(TESTS), build_dir=str(build_dir), results_xml=str(results_xml),
-                        extra_env={"CONV_CFG": str(cfg_file)}, log_file=str(log))
-        except SystemExit as exc:  # the runner exits when a cocotb test fails under pytest
-            text = log.read_text() if log.exists() else ""
-            reasons = [line.strip() for line in text.splitlines() if "Error" in line or "failed" in line]
-            raise AssertionError(f"{top} {params} {testcase}: cocotb test failed (exit {exc.code}):\n"
-                                 + "\n".join(reasons[-6:]) + f"\n(log: {log})") from None
-        results = results_xml.read_text()
-        assert "<testcase" in results, f"{top} {params}: {testcase} did not run"
-        assert "<failure" not in results and "<error" not in results, f"{top} {params}: {results[-2000:]}"
-    received = build_dir / "received.json"
-    return json.loads(received.read_text()) if received.exists() else {}
+    build_and_run(top, params, build_dir, {"CONV_CFG": str(cfg_file)}, test_module="cocotb_conv_blocks",
+                  srcs=[HDL / f"{top}.v"], testcases=tuple(testcases))
+    return json.loads((build_dir / "received.json").read_text())
 
 
 def run_cases(cases, tmp_path: Path, prepare, check, testcases=lambda case: ("stream",)):
@@ -156,7 +96,7 @@ SW_CASES = [
 ]
 
 
-def test_sliding_window(runtime_objs, tmp_path):
+def test_sliding_window(vl_env, tmp_path):
     def prepare(case):
         dims, c, h, w, k, stride, pad, e = case
         rng = np.random.default_rng(list(case))
@@ -205,7 +145,7 @@ def test_sliding_window(runtime_objs, tmp_path):
 COLLECT_CASES = [0, 1, "p1"]  # seeds for random (P, N, E); "p1": P = 1
 
 
-def test_collect(runtime_objs, tmp_path):
+def test_collect(vl_env, tmp_path):
     def prepare(case):
         rng = np.random.default_rng(100 + (7 if case == "p1" else case))
         p = 1 if case == "p1" else int(rng.integers(2, 10))
@@ -242,7 +182,7 @@ MAXPOOL_CASES = [
 ]
 
 
-def test_maxpool(runtime_objs, tmp_path):
+def test_maxpool(vl_env, tmp_path):
     def prepare(case):
         dims, c, h, w, k, e, signed = case
         rng = np.random.default_rng(list(case))

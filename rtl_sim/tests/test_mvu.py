@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from axis_tb import pack_rows, unpack_rows
 from hdl_tools import build_and_run, lint, sources
 
 from eehw.errors import EehwError
@@ -37,28 +38,6 @@ def mvu_latency(ii: int) -> int:
     return ii + 5
 
 
-def pack(rows: np.ndarray, width: int) -> list[int]:
-    mask = (1 << width) - 1
-    words = []
-    for row in rows:
-        word = 0
-        for i, value in enumerate(row):
-            word |= (int(value) & mask) << (i * width)
-        words.append(word)
-    return words
-
-
-def unpack(words, n: int, width: int, signed: bool) -> np.ndarray:
-    mask = (1 << width) - 1
-    out = np.zeros((len(words), n), dtype=np.int64)
-    for k, word in enumerate(words):
-        word = int(word)
-        for i in range(n):
-            v = (word >> (i * width)) & mask
-            out[k, i] = v - (1 << width) if signed and v >> (width - 1) else v
-    return out
-
-
 PHASES = [  # name, input gap probability, m_tready-low probability, one sample at a time
     ("back_to_back", 0.0, 0.0, False),
     ("isolated", 0.0, 0.0, True),
@@ -76,7 +55,7 @@ def run_stream(top: str, srcs: list[Path], params: dict, x: np.ndarray, in_w: in
     tags = [int(t) for t in rng.integers(0, 1 << TAG_W, len(x))]
     phases = [{"name": name, "gap_p": gap, "stall_p": stall, "one_at_a_time": one, "seed": k,
                "output": str(tmp_path / f"{name}.npz")} for k, (name, gap, stall, one) in enumerate(PHASES)]
-    cfg = {"words": [str(w) for w in pack(x, in_w)], "tags": tags, "phases": phases,
+    cfg = {"words": [str(w) for w in pack_rows(x, in_w)], "tags": tags, "phases": phases,
            "max_cycles": 1000 + 40 * len(x) * (ii + 5)}  # a lost sample shows as a timeout
     cfg_path = tmp_path / "stream.json"
     cfg_path.write_text(json.dumps(cfg))
@@ -91,7 +70,7 @@ def run_stream(top: str, srcs: list[Path], params: dict, x: np.ndarray, in_w: in
 
 def check_outputs(results: dict[str, dict], expected: np.ndarray, out_w: int, out_signed: bool) -> None:
     for name, res in results.items():
-        got = unpack(res["data"], expected.shape[1], out_w, out_signed)
+        got = unpack_rows(res["data"], expected.shape[1], out_w, out_signed)
         bad = np.argwhere(got != expected)
         assert not len(bad), (f"{name}: {len(bad)} wrong elements, first sample {bad[0][0]} element "
                               f"{bad[0][1]}: got {got[tuple(bad[0])]}, expected {expected[tuple(bad[0])]}")
@@ -246,7 +225,7 @@ def test_memory_layout(tmp_path):
                     assert lane == weight[f_out * 2 + p, f_in * 3 + s]
     write_bias_memory(tmp_path / "b.mem", np.array([-1, 2, 3, -4]), pe=2, b_w=5)
     bwords = [int(line, 16) for line in (tmp_path / "b.mem").read_text().split()]
-    assert unpack(bwords, 2, 5, True).tolist() == [[-1, 2], [3, -4]]
+    assert unpack_rows(bwords, 2, 5, True).tolist() == [[-1, 2], [3, -4]]
 
 
 @pytest.mark.parametrize("call, match", [

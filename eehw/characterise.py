@@ -1,0 +1,344 @@
+"""Block characterisation: every backbone block and exit head at every folding option, and the
+glue of the early-exit top (decision unit, conditional buffer, fork, merge), synthesised once
+with Yosys and cached by content hash. The DSE composes designs from these figures.
+
+Folding options (stated, and kept small on purpose): a block's option is a *lane level*
+L in {1, 2, 4, ..., max_simd * max_pe}; each matrix-vector layer of the block takes the
+(SIMD, PE) pair with the most lanes SIMD*PE <= L that divides its IN/OUT within max_simd /
+max_pe (ties: the wider SIMD). Levels that give a block the same foldings are one option.
+
+Cycles are the generator's exact formulas (``HwBlock.ii``, ``rtl.block_latency``,
+``DecisionFormat.latency``, fork/gate/merge latencies), checked against simulation of whole
+designs in the DSE validation step. Resources are Yosys ``synth_xilinx`` cell counts of each
+module out of context.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eehw.board import Board
+from eehw.errors import EehwError
+from eehw.executor import run_jobs
+from eehw.golden import GoldenModel
+from eehw.hwplan import Folding, HwBlock, MvuStage, plan_design
+from eehw.paths import cache_dir
+from eehw.policies import PolicyName, PolicyParams
+from eehw.progress import progress
+from eehw.rtl import TAG_W, DecisionFormat, block_latency, generate, hdl_dir
+
+CACHE_VERSION = 1
+BLOCK_LIBRARY = ("round_shift_sat.v", "requant.v", "mvu.v", "sliding_window.v", "collect.v", "maxpool.v")
+RESOURCE_KEYS = ("LUT", "FF", "DSP", "BRAM18")
+_DIR = "@EEHW_DIR@"  # stands for the job's own folder in cached file texts
+
+
+def lane_levels(max_simd: int, max_pe: int) -> list[int]:
+    top = max_simd * max_pe
+    levels, lanes = [], 1
+    while lanes < top:
+        levels.append(lanes)
+        lanes *= 2
+    return levels + [top]
+
+
+def layer_folding(n_in: int, n_out: int, lanes: int, max_simd: int, max_pe: int) -> Folding:
+    """The (SIMD, PE) pair with the most lanes <= ``lanes`` (ties: wider SIMD)."""
+    best = (0, 0, Folding(1, 1))
+    for simd in (d for d in range(1, min(n_in, max_simd) + 1) if n_in % d == 0):
+        for pe in (d for d in range(1, min(n_out, max_pe) + 1) if n_out % d == 0):
+            if simd * pe <= lanes and (simd * pe, simd) > best[:2]:
+                best = (simd * pe, simd, Folding(simd, pe))
+    return best[2]
+
+
+@dataclass
+class UnitOption:
+    """One block or head at one folding: its cycles and out-of-context resources."""
+
+    unit: str
+    lanes: int
+    folding: dict[str, tuple[int, int]]  # layer name -> (SIMD, PE)
+    ii: int
+    latency: int
+    resources: dict[str, int]
+    hw: HwBlock | None = field(default=None, repr=False, compare=False)
+
+    def as_dict(self) -> dict:
+        return {"unit": self.unit, "lanes": self.lanes, "folding": {k: list(v) for k, v in self.folding.items()},
+                "ii": self.ii, "latency": self.latency, "resources": self.resources}
+
+
+@dataclass
+class Characterisation:
+    """Options per unit (``blocks.k`` / the head names), glue figures by key, and how long it took."""
+
+    blocks: list[str]
+    heads: dict[int, str]  # exit position -> head unit name
+    options: dict[str, list[UnitOption]]
+    glue: dict[str, dict[str, int]]
+    policies: dict[str, PolicyParams]
+    formats: dict[str, DecisionFormat]
+    synthesised: int = 0  # Yosys runs this time (the rest came from the cache)
+    cached: int = 0
+    seconds: float = 0.0
+
+    def decision_key(self, policy: str, position: int, final: bool) -> str:
+        return decision_key(self.formats[policy], policy, self.policies[policy].shift(list(self.heads).index(position)),
+                            final)
+
+    @staticmethod
+    def gate_key(feat_w: int, dec_w: int, depth: int) -> str:
+        return f"gate:{feat_w}:{dec_w}:{gate_depth_bucket(depth)}"
+
+    @staticmethod
+    def fork_key(width: int) -> str:
+        return f"fork:{width}"
+
+    @staticmethod
+    def merge_key(k: int, dec_w: int) -> str:
+        return f"merge:{k}:{dec_w}"
+
+
+def decision_key(fmt: DecisionFormat, policy: str, shift: int, final: bool) -> str:
+    return (f"decision:{policy}:{fmt.num_classes}:{fmt.logit_w}:{shift}:{fmt.frac_bits}:{fmt.thr_w}:"
+            f"{'final' if final else 'early'}")
+
+
+def gate_depth_bucket(depth: int) -> int:
+    """Conditional buffers are characterised at power-of-two depths (>= 4): the FIFO's LUT-RAM
+    and pointer logic change at those steps; the depth of a composed design rounds up."""
+    bucket = 4
+    while bucket < depth:
+        bucket *= 2
+    return bucket
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs (run in worker processes or on Dask workers: everything they need is in the arguments)
+
+
+def synth_job(top: str, files: dict[str, str], family: str) -> dict:
+    """Write ``files`` into a fresh folder and synthesise ``top``; the figures as a dict."""
+    from eehw.synth import synthesize
+
+    root = cache_dir() / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="eehw-char-", dir=root) as tmp:
+        paths = []
+        for name, text in files.items():
+            path = Path(tmp) / name
+            path.write_text(text.replace(_DIR, tmp))
+            if name.endswith(".v"):
+                paths.append(path)
+        return synthesize(paths, top, family).as_dict()
+
+
+def _job_key(top: str, files: dict[str, str], family: str) -> str:
+    h = hashlib.sha256(f"{CACHE_VERSION}|{top}|{family}".encode())
+    for name in sorted(files):
+        h.update(name.encode())
+        h.update(files[name].encode())
+    return h.hexdigest()[:24]
+
+
+def _cache_path(key: str) -> Path:
+    return cache_dir() / "characterise" / f"{key}.json"
+
+
+def _library(names) -> dict[str, str]:
+    return {name: (hdl_dir() / name).read_text() for name in names}
+
+
+def _wrapper(module: str, params: dict[str, int], ports: list[tuple[str, str, int]]) -> str:
+    """A top that instantiates ``module`` with ``params``; every port becomes a top port so
+    Yosys keeps all of the logic."""
+    decl = ",\n".join(f"    {d} wire [{w - 1}:0] {n}" for d, n, w in ports)
+    conns = ", ".join(f".{n}({n})" for _, n, _ in ports)
+    plist = ", ".join(f".{k}({v})" for k, v in params.items())
+    return (f"`default_nettype none\nmodule eehw_char_top (\n{decl}\n);\n"
+            f"    {module} #({plist}) u ({conns});\nendmodule\n`default_nettype wire\n")
+
+
+def decision_files(fmt: DecisionFormat, shift: int, final: bool) -> dict[str, str]:
+    """The final exit's unit has a constant always-exit threshold and enable (as in the top),
+    which synthesis folds away; an early exit's are run-time registers (top ports here)."""
+    from eehw.rtl import HARDWARE_POLICIES
+
+    params = {"N_CLASSES": fmt.num_classes, "LOGIT_W": fmt.logit_w, "POLICY": HARDWARE_POLICIES[fmt.policy],
+              "SHIFT": shift, "FRAC_BITS": fmt.frac_bits, "THR_W": fmt.thr_w, "TAG_W": TAG_W}
+    ports = [("input", "clk", 1), ("input", "rst", 1), ("input", "s_tdata", fmt.num_classes * fmt.logit_w),
+             ("input", "s_tvalid", 1), ("output", "s_tready", 1), ("input", "s_tuser", TAG_W),
+             ("input", "threshold", fmt.thr_w), ("input", "enable", 1), ("output", "m_tdata", fmt.dec_w),
+             ("output", "m_tvalid", 1), ("input", "m_tready", 1), ("output", "m_tuser", TAG_W)]
+    text = _wrapper("decision_unit", params, ports)
+    if final:
+        text = text.replace(f"    input wire [{fmt.thr_w - 1}:0] threshold,\n    input wire [0:0] enable,\n", "")
+        text = text.replace(".threshold(threshold), .enable(enable)",
+                            f".threshold({fmt.thr_w}'d{fmt.always_exit}), .enable(1'b1)")
+        assert "enable(1'b1)" in text and "wire [0:0] enable" not in text
+    return {**_library(["decision_unit.v"]), "eehw_char_top.v": text}
+
+
+def gate_files(feat_w: int, dec_w: int, depth: int) -> dict[str, str]:
+    params = {"FEAT_W": feat_w, "DEC_W": dec_w, "TAG_W": TAG_W, "DEPTH": gate_depth_bucket(depth)}
+    ports = [("input", "clk", 1), ("input", "rst", 1)]
+    for prefix, d, w in (("s_feat", "input", feat_w), ("s_dec", "input", dec_w), ("m_feat", "output", feat_w),
+                         ("m_res", "output", dec_w)):
+        back = "output" if d == "input" else "input"
+        ports += [(d, f"{prefix}_tvalid", 1), (back, f"{prefix}_tready", 1), (d, f"{prefix}_tdata", w),
+                  (d, f"{prefix}_tuser", TAG_W)]
+    ports.append(("output", "error", 1))
+    return {**_library(["axis_fifo.v", "exit_gate.v"]), "eehw_char_top.v": _wrapper("exit_gate", params, ports)}
+
+
+def fork_files(width: int) -> dict[str, str]:
+    ports = [("input", "clk", 1), ("input", "rst", 1), ("input", "s_tvalid", 1), ("output", "s_tready", 1),
+             ("input", "s_tdata", width), ("input", "s_tuser", TAG_W), ("output", "m_tvalid", 2),
+             ("input", "m_tready", 2), ("output", "m_tdata", 2 * width), ("output", "m_tuser", 2 * TAG_W)]
+    return {**_library(["axis_fork.v"]), "eehw_char_top.v": _wrapper("axis_fork", {"W": width, "TAG_W": TAG_W}, ports)}
+
+
+def merge_files(k: int, dec_w: int) -> dict[str, str]:
+    idx_w = max(1, (k - 1).bit_length())
+    ports = [("input", "clk", 1), ("input", "rst", 1), ("input", "s_tvalid", k), ("output", "s_tready", k),
+             ("input", "s_tdata", k * dec_w), ("input", "s_tuser", k * TAG_W), ("output", "m_tvalid", 1),
+             ("input", "m_tready", 1), ("output", "m_tdata", dec_w - 1 + idx_w), ("output", "m_tuser", TAG_W)]
+    return {**_library(["exit_merge.v"]),
+            "eehw_char_top.v": _wrapper("exit_merge", {"K": k, "DEC_W": dec_w, "TAG_W": TAG_W}, ports)}
+
+
+def _block_files(block: HwBlock, out_dir: Path) -> dict[str, str]:
+    """The block's Verilog, the memory files it reads (paths made relative to the job folder)
+    and the library modules it instantiates."""
+    text = (out_dir / f"{block.module}.v").read_text()
+    prefix = str(out_dir.resolve())
+    files = _library(BLOCK_LIBRARY)
+    for mem in sorted(set(re.findall(r'"([^"]+\.mem)"', text))):
+        files[Path(mem).name] = Path(mem).read_text()
+    files[f"{block.module}.v"] = text.replace(prefix, _DIR)
+    return files
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyParams], *, max_simd: int,
+                 max_pe: int, pool, levels: list[int] | None = None) -> Characterisation:
+    """Characterise every unit of ``golden`` at every lane level, and the glue every composed
+    design can need, through ``pool`` (a concurrent.futures executor); cached by content hash."""
+    import time
+
+    start = time.perf_counter()
+    if not policies:
+        raise EehwError("no hardware exit policy to characterise: use margin or max_softmax_pow2")
+    levels = levels or lane_levels(max_simd, max_pe)
+    base = plan_design(golden, "char", None, {}, max_simd, max_pe)
+    layers = [(s.name, s.in_n, s.out_n) for b in list(base.blocks) + list(base.heads.values())
+              for s in b.stages if isinstance(s, MvuStage)]
+    blocks = [b.name for b in base.blocks]
+    heads = {k: base.heads[k].name for k in base.exits}
+    options: dict[str, list[UnitOption]] = {name: [] for name in blocks + list(heads.values())}
+    jobs: dict[str, tuple] = {}  # cache key -> synth_job arguments
+    wanted: list[tuple[UnitOption, str]] = []
+    margin = PolicyParams(PolicyName.MARGIN)
+    with tempfile.TemporaryDirectory(prefix="eehw-char-rtl-", dir=_tmp_root()) as tmp:
+        for lanes in levels:
+            foldings = {name: layer_folding(n_in, n_out, lanes, max_simd, max_pe) for name, n_in, n_out in layers}
+            plan = plan_design(golden, f"char{lanes}", None, foldings, max_simd, max_pe)
+            out_dir = Path(tmp) / f"l{lanes}"
+            generate(plan, margin, out_dir, golden.exits)
+            for hw in list(plan.blocks) + [plan.heads[k] for k in plan.exits]:
+                fold = {s.name: (s.folding.simd, s.folding.pe) for s in hw.stages if isinstance(s, MvuStage)}
+                if any(o.folding == fold for o in options[hw.name]):
+                    continue
+                files = _block_files(hw, out_dir)
+                key = _job_key(hw.module, files, board.family)
+                option = UnitOption(hw.name, lanes, fold, hw.ii, block_latency(hw), {}, hw)
+                options[hw.name].append(option)
+                wanted.append((option, key))
+                jobs.setdefault(key, (hw.module, files, board.family))
+    # Glue: decision units per policy and exit, forks and gates per width (and depth), merges per exit count.
+    formats = {}
+    glue_jobs: dict[str, str] = {}
+    final_head = base.heads[base.exits[-1]]
+    for name, params in policies.items():
+        fmt = DecisionFormat(PolicyName(name), final_head.out_n, final_head.out_w, params.frac_bits)
+        formats[name] = fmt
+        for k, position in enumerate(base.exits):
+            for is_final in (False, True):
+                key = decision_key(fmt, name, params.shift(k), is_final)
+                files = decision_files(fmt, params.shift(k), is_final)
+                glue_jobs[key] = _job_key("eehw_char_top", files, board.family)
+                jobs.setdefault(glue_jobs[key], ("eehw_char_top", files, board.family))
+    dec_widths = sorted({fmt.dec_w for fmt in formats.values()})
+    for position in base.exits[:-1]:
+        width = base.blocks[position].out_bits
+        key = Characterisation.fork_key(width)
+        files = fork_files(width)
+        glue_jobs[key] = _job_key("eehw_char_top", files, board.family)
+        jobs.setdefault(glue_jobs[key], ("eehw_char_top", files, board.family))
+        depths = {gate_depth_bucket(_depth(h, b)) for h in options[heads[position]] for b in options[blocks[position]]}
+        for dec_w in dec_widths:
+            for depth in sorted(depths):
+                key = Characterisation.gate_key(width, dec_w, depth)
+                files = gate_files(width, dec_w, depth)
+                glue_jobs[key] = _job_key("eehw_char_top", files, board.family)
+                jobs.setdefault(glue_jobs[key], ("eehw_char_top", files, board.family))
+    for k in range(1, len(base.exits) + 1):
+        for dec_w in dec_widths:
+            key = Characterisation.merge_key(k, dec_w)
+            files = merge_files(k, dec_w)
+            glue_jobs[key] = _job_key("eehw_char_top", files, board.family)
+            jobs.setdefault(glue_jobs[key], ("eehw_char_top", files, board.family))
+
+    figures: dict[str, dict] = {}
+    todo = []
+    for key, args in jobs.items():
+        path = _cache_path(key)
+        if path.exists():
+            figures[key] = json.loads(path.read_text())
+        else:
+            todo.append((key, args))
+    if todo:
+        with progress() as bar:
+            task = bar.add_task(f"characterising {len(todo)} modules (Yosys)", total=len(todo))
+
+            def done(key, result):
+                _store(key, result)
+                bar.update(task, advance=1)
+
+            figures.update(run_jobs(pool, synth_job, todo, on_done=done))
+    for option, key in wanted:
+        option.resources = {r: int(figures[key][r]) for r in RESOURCE_KEYS}
+    glue = {name: {r: int(figures[key][r]) for r in RESOURCE_KEYS} for name, key in glue_jobs.items()}
+    for opts in options.values():
+        opts.sort(key=lambda o: o.lanes)
+    return Characterisation(blocks, heads, options, glue, dict(policies), formats, synthesised=len(todo),
+                            cached=len(jobs) - len(todo), seconds=time.perf_counter() - start)
+
+
+def _depth(head: UnitOption, block: UnitOption) -> int:
+    from eehw.rtl import buffer_depth
+
+    return buffer_depth(head.hw, block.hw)
+
+
+def _store(key: str, result: dict) -> None:
+    path = _cache_path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(path)
+
+
+def _tmp_root() -> str:
+    root = cache_dir() / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    return str(root)

@@ -1,0 +1,671 @@
+"""The co-design loop: choose exits, policy, thresholds and folding under a board budget.
+
+Train once (the model has a head at every candidate exit), cache every head's integer logits
+on validation and test, characterise every block once per folding option
+(``eehw.characterise``), then compose candidate designs from those figures:
+
+- an *exit configuration* is a subset of the candidate exits (the final one always kept), a
+  hardware policy and thresholds chosen on validation with ``eehw.thresholds`` for one of a
+  few accuracy targets; its accuracy and exit distribution come from the cached test logits;
+- a *folding* is one option per block and per kept head. Resources are the sum of the block
+  figures plus decision units, conditional buffers, forks and the merge; throughput is
+  min over modules of 1 / (p_m * II_m) with p_m the fraction of samples reaching module m;
+  mean latency is the exit distribution over the per-exit path latencies (the same formula
+  as ``RtlDesign.latency_bound``, whose value is the final exit's path).
+
+Foldings are enumerated exhaustively when an exit configuration has at most
+``EXHAUSTIVE_LIMIT`` of them; beyond that a stated heuristic, a per-throughput-level
+Lagrangian sweep: for every throughput level (each module's p_m * II_m at each option), every
+module independently takes the option minimising LUT + lambda * p_m * latency among those
+meeting the level, for lambda on a fixed grid from 0 (cheapest) to infinity (fastest). It
+finds every design on the convex hull of the LUT / mean-latency trade-off at each throughput
+level and can miss designs inside that hull.
+
+The top designs are then generated, simulated whole on the test set and synthesised
+(``validate``): the report states predicted against measured cycles and LUTs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from eehw.board import Board
+from eehw.characterise import RESOURCE_KEYS, Characterisation, gate_depth_bucket
+from eehw.errors import EehwError
+from eehw.paths import cache_dir
+from eehw.policies import PolicyName, PolicyParams, calibrate_shift, decide
+from eehw.rtl import FORK_LATENCY, GATE_LATENCY, MERGE_LATENCY, buffer_depth
+from eehw.thresholds import select_target
+
+OBJECTIVES = ("latency", "throughput", "resources")
+HARDWARE_POLICY_NAMES = ("margin", "max_softmax_pow2")
+DROP_LEVELS_PP = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0)  # accuracy targets tried per exit subset (plus the config's)
+EXHAUSTIVE_LIMIT = 4096  # folding combinations per exit configuration searched exhaustively
+LAMBDAS = (0.0, *np.geomspace(0.01, 100.0, 13), math.inf)  # LUT per (weighted) cycle
+EQUAL_ACCURACY_PP = 0.5  # "at <= 0.5 pp accuracy loss" in the baseline comparison
+
+
+WORST_LATENCY_FACTOR = 2.0  # default --max-worst-latency: this times the no-exit baseline's latency
+
+
+@dataclass(frozen=True)
+class Constraints:
+    min_accuracy: float | None = None  # fraction of the test set
+    max_latency: float | None = None  # mean cycles
+    min_throughput: float | None = None  # samples per cycle
+    max_worst_latency: float | None = None  # cycles to the final exit (the bound DeepSloth-style inputs hit)
+
+
+@dataclass
+class ExitConfig:
+    """Exits kept (positions, final last), policy and thresholds, and their test outcome."""
+
+    positions: tuple[int, ...]
+    policy: str
+    params: PolicyParams  # indexed by the model's candidate exits (golden.exits)
+    thresholds: tuple[int | None, ...]
+    drop_pp: float | None
+    accuracy: float
+    val_accuracy: float
+    exit_fractions: np.ndarray  # per kept exit, test set
+
+    @property
+    def reach(self) -> dict[int, float]:
+        """Fraction of samples reaching each backbone block (and so the head after it)."""
+        last = self.positions[-1]
+        out = {}
+        for b in range(last + 1):
+            out[b] = float(sum(f for p, f in zip(self.positions, self.exit_fractions) if p >= b))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Cached logits ("train once")
+
+
+def cached_logits(cfg, data, golden) -> dict[str, list[np.ndarray] | np.ndarray]:
+    """Integer logits of every head on validation and test, cached under cache_dir by the
+    training hash (the weights) and the eehw version."""
+    path = cache_dir() / "logits" / f"{cfg.name}-{cfg.training_hash()}.npz"
+    k = len(golden.exits)
+    if path.exists():
+        raw = np.load(path)
+        if all(f"val{i}" in raw for i in range(k)):
+            return {"val": [raw[f"val{i}"] for i in range(k)], "test": [raw[f"test{i}"] for i in range(k)],
+                    "y_val": raw["y_val"], "y_test": raw["y_test"]}
+    z_val, z_test = golden.forward(data.x_val), golden.forward(data.x_test)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, y_val=data.y_val, y_test=data.y_test, **{f"val{i}": z for i, z in enumerate(z_val)},
+             **{f"test{i}": z for i, z in enumerate(z_test)})
+    tmp.replace(path)
+    return {"val": z_val, "test": z_test, "y_val": data.y_val, "y_test": data.y_test}
+
+
+def hardware_policies(cfg, logits, names=HARDWARE_POLICY_NAMES) -> dict[str, PolicyParams]:
+    """The hardware decision policies with their per-exit constants calibrated on validation."""
+    out = {}
+    for name in names:
+        if name not in HARDWARE_POLICY_NAMES:
+            raise EehwError(f"policy '{name}' has no hardware decision unit; use {' or '.join(HARDWARE_POLICY_NAMES)}")
+        if name == "margin":
+            out[name] = PolicyParams(PolicyName.MARGIN, frac_bits=cfg.policy.frac_bits)
+        else:
+            fb = cfg.policy.frac_bits
+            shifts = tuple(calibrate_shift(z, logits["y_val"], fb) if cfg.policy.calibrate else 0 for z in logits["val"])
+            out[name] = PolicyParams(PolicyName.MAX_SOFTMAX_POW2, shifts=shifts, frac_bits=fb)
+    return out
+
+
+def kept_params(params: PolicyParams, exits: list[int], positions) -> PolicyParams:
+    keep = [exits.index(p) for p in positions]
+    return PolicyParams(params.name, shifts=tuple(params.shift(k) for k in keep) if params.shifts else None,
+                        frac_bits=params.frac_bits)
+
+
+def exit_configs(exits: list[int], exps: list[int], logits, policies: dict[str, PolicyParams],
+                 drop_levels: tuple[float, ...] = DROP_LEVELS_PP) -> list[ExitConfig]:
+    """Every subset of early exits x hardware policy x accuracy target, thresholds chosen on
+    validation. A subset whose thresholds disable one of its exits is dropped (the smaller
+    subset is the same design minus a useless head)."""
+    final = exits[-1]
+    y_val, y_test = logits["y_val"], logits["y_test"]
+    configs: list[ExitConfig] = []
+    seen = set()
+    for r in range(len(exits)):
+        for subset in itertools.combinations(exits[:-1], r):
+            positions = (*subset, final)
+            idx = [exits.index(p) for p in positions]
+            zv, zt, ex = [logits["val"][i] for i in idx], [logits["test"][i] for i in idx], [exps[i] for i in idx]
+            for name, params in policies.items():
+                kp = kept_params(params, exits, positions)
+                levels = drop_levels if subset else (None,)
+                for drop in levels:
+                    thresholds = () if not subset else tuple(select_target(kp, zv, ex, y_val, drop))
+                    if any(t is None for t in thresholds):
+                        continue
+                    key = (positions, name, thresholds)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    e_test, p_test = decide(kp, zt, ex, list(thresholds))
+                    _, p_val = decide(kp, zv, ex, list(thresholds))
+                    fractions = np.bincount(e_test, minlength=len(positions)) / len(e_test)
+                    configs.append(ExitConfig(positions, name, params, thresholds, drop,
+                                              float((p_test == y_test).mean()), float((p_val == y_val).mean()),
+                                              fractions))
+    return configs
+
+
+# ---------------------------------------------------------------------------------------------
+# Composition
+
+
+@dataclass
+class Composer:
+    """Predicts a design's figures from the characterisation for one exit configuration."""
+
+    char: Characterisation
+    ec: ExitConfig
+    units: list[str] = field(init=False)
+    reach: list[float] = field(init=False)
+
+    def __post_init__(self):
+        c, ec = self.char, self.ec
+        self.units = c.blocks[: ec.positions[-1] + 1] + [c.heads[p] for p in ec.positions]
+        r = ec.reach
+        self.reach = [r[b] for b in range(ec.positions[-1] + 1)] + [r[p] for p in ec.positions]
+        if len(c.blocks) != ec.positions[-1] + 1:
+            raise EehwError("the final exit must follow the last backbone block")
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(self.char.options[u]) for u in self.units]
+
+    def table(self, unit: str, attr: str) -> np.ndarray:
+        opts = self.char.options[unit]
+        if attr in RESOURCE_KEYS:
+            return np.array([o.resources[attr] for o in opts], dtype=np.float64)
+        return np.array([getattr(o, attr) for o in opts], dtype=np.float64)
+
+    def evaluate(self, choice: np.ndarray) -> dict[str, np.ndarray]:
+        """Figures of every row of ``choice`` (rows x units: option index per unit)."""
+        c, ec = self.char, self.ec
+        choice = np.asarray(choice, dtype=np.int64).reshape(-1, len(self.units))
+        n_blocks = ec.positions[-1] + 1
+        res = {r: np.zeros(len(choice)) for r in RESOURCE_KEYS}
+        load = np.zeros(len(choice))
+        lat_unit = []
+        for m, unit in enumerate(self.units):
+            for r in RESOURCE_KEYS:
+                res[r] += self.table(unit, r)[choice[:, m]]
+            load = np.maximum(load, self.reach[m] * self.table(unit, "ii")[choice[:, m]])
+            lat_unit.append(self.table(unit, "latency")[choice[:, m]])
+        fmt = c.formats[ec.policy]
+        d = fmt.latency
+        # Glue: a decision unit per exit, the merge, and a fork + conditional buffer per early exit.
+        last = len(ec.positions) - 1
+        glue = [c.glue[c.decision_key(ec.policy, p, k == last)] for k, p in enumerate(ec.positions)]
+        glue.append(c.glue[c.merge_key(len(ec.positions), fmt.dec_w)])
+        for p in ec.positions[:-1]:
+            glue.append(c.glue[c.fork_key(self._feat_w(p))])
+        for g in glue:
+            for r in RESOURCE_KEYS:
+                res[r] += g[r]
+        for k, p in enumerate(ec.positions[:-1]):
+            h, b = n_blocks + k, p
+            depth = self._depth_table(p)  # (head options, block options) -> bucketed depth
+            keys = np.array([[c.gate_key(self._feat_w(p), fmt.dec_w, depth[i, j])
+                              for j in range(depth.shape[1])] for i in range(depth.shape[0])])
+            for r in RESOURCE_KEYS:
+                table = np.vectorize(lambda key: c.glue[key][r], otypes=[np.float64])(keys)
+                res[r] += table[choice[:, h], choice[:, b]]
+        # Path latency of each exit (RtlDesign.latency_bound is the final exit's).
+        block_cum = np.cumsum(np.stack(lat_unit[:n_blocks]), axis=0)
+        path = np.zeros(len(choice))
+        exit_lat = []
+        for k, p in enumerate(ec.positions):
+            head = lat_unit[n_blocks + k]
+            if k < len(ec.positions) - 1:
+                exit_lat.append(block_cum[p] + path + FORK_LATENCY + head + d + GATE_LATENCY + MERGE_LATENCY)
+                path = path + FORK_LATENCY + head + d + GATE_LATENCY
+            else:
+                exit_lat.append(block_cum[p] + path + head + d + MERGE_LATENCY)
+        exit_lat = np.stack(exit_lat)
+        mean = (ec.exit_fractions[:, None] * exit_lat).sum(axis=0)
+        return {**res, "throughput": 1.0 / load, "mean_latency": mean, "worst_latency": exit_lat[-1],
+                "exit_latency": exit_lat.T}
+
+    def _feat_w(self, position: int) -> int:
+        return self.char.options[self.char.blocks[position]][0].hw.out_bits
+
+    def _depth_table(self, position: int) -> np.ndarray:
+        heads = self.char.options[self.char.heads[position]]
+        blocks = self.char.options[self.char.blocks[position]]
+        return np.array([[gate_depth_bucket(buffer_depth(h.hw, b.hw)) for b in blocks] for h in heads])
+
+    def foldings(self, row) -> dict[str, tuple[int, int]]:
+        out = {}
+        for m, unit in enumerate(self.units):
+            out.update(self.char.options[unit][int(row[m])].folding)
+        return out
+
+    # -- candidate generation
+
+    def candidates(self, limit: int = EXHAUSTIVE_LIMIT) -> tuple[np.ndarray, str]:
+        sizes = self.sizes
+        total = int(np.prod(sizes))
+        if total <= limit:
+            return np.indices(sizes).reshape(len(sizes), -1).T, "exhaustive"
+        return self._lagrangian(), "lagrangian"
+
+    def _lagrangian(self) -> np.ndarray:
+        ii = [self.table(u, "ii") * r for u, r in zip(self.units, self.reach)]
+        lut = [self.table(u, "LUT") for u in self.units]
+        lat = [self.table(u, "latency") * r for u, r in zip(self.units, self.reach)]
+        levels = np.unique(np.concatenate(ii))
+        rows = []
+        for cap in levels:
+            allowed = [x <= cap * (1 + 1e-12) for x in ii]
+            if not all(a.any() for a in allowed):
+                continue
+            for lam in LAMBDAS:
+                row = []
+                for a, cost, t in zip(allowed, lut, lat):
+                    score = t if math.isinf(lam) else cost + lam * t
+                    tie = cost if math.isinf(lam) else t
+                    order = np.lexsort((tie, np.where(a, score, np.inf)))
+                    row.append(order[0])
+                rows.append(row)
+        return np.unique(np.array(rows, dtype=np.int64), axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Search
+
+
+@dataclass
+class SearchResult:
+    configs: list[ExitConfig]
+    composers: list[Composer]
+    choices: list[np.ndarray]  # per exit config: rows x units
+    methods: list[str]
+    table: dict[str, np.ndarray]  # one entry per candidate (all configs concatenated)
+    fits: np.ndarray  # within the board budget
+    feasible: np.ndarray  # ... and the user's constraints
+    pareto: np.ndarray  # candidate indices on the Pareto front (feasible only)
+    ranked: np.ndarray  # feasible candidate indices, best first by the objective
+    baseline: int | None  # candidate index of the no-exit baseline at its best folding
+    objective: str
+    seconds: float
+    max_worst_latency: float | None = None  # the worst-case ceiling applied (given or default)
+
+    @property
+    def evaluated(self) -> int:
+        return len(self.table["LUT"])
+
+    def design(self, i: int) -> dict:
+        """One candidate as a plain dict (exits, policy, thresholds, folding and predicted figures)."""
+        i = int(i)
+        cfg_id, row = int(self.table["config"][i]), int(self.table["row"][i])
+        ec, comp = self.configs[cfg_id], self.composers[cfg_id]
+        choice = self.choices[cfg_id][row]
+        figs = {k: float(self.table[k][i]) for k in ("accuracy", "mean_latency", "worst_latency", "throughput",
+                                                     *RESOURCE_KEYS)}
+        return {
+            "candidate": i, "exits": list(ec.positions), "policy": ec.policy, "thresholds": list(ec.thresholds),
+            "drop_pp": ec.drop_pp, "val_accuracy": ec.val_accuracy,
+            "exit_fractions": [float(f) for f in ec.exit_fractions],
+            "folding": {k: list(v) for k, v in comp.foldings(choice).items()},
+            "lanes": {u: comp.char.options[u][int(choice[m])].lanes for m, u in enumerate(comp.units)},
+            "units": [{"unit": u, "reach": comp.reach[m], **comp.char.options[u][int(choice[m])].as_dict()}
+                      for m, u in enumerate(comp.units)],
+            "predicted": figs,
+        }
+
+
+def _objective_order(t: dict[str, np.ndarray], idx: np.ndarray, objective: str) -> np.ndarray:
+    keys = {
+        "latency": (t["mean_latency"], t["LUT"], -t["accuracy"]),
+        "throughput": (-t["throughput"], t["LUT"], t["mean_latency"]),
+        "resources": (t["LUT"], t["mean_latency"], -t["throughput"]),
+    }[objective]
+    order = np.lexsort(tuple(k[idx] for k in reversed(keys)))
+    return idx[order]
+
+
+def pareto_front(t: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+    """Indices in ``idx`` not dominated in (accuracy max, mean latency min, throughput max, LUT min)."""
+    if len(idx) == 0:
+        return idx
+    pts = np.stack([-t["accuracy"][idx], t["mean_latency"][idx], -t["throughput"][idx], t["LUT"][idx]], axis=1)
+    pts, first = np.unique(pts, axis=0, return_index=True)
+    idx = idx[first]
+    # Prefilter: within each (accuracy, throughput) group only the (latency, LUT) staircase survives.
+    keep = np.zeros(len(pts), dtype=bool)
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(pts):
+        groups.setdefault((p[0], p[2]), []).append(i)
+    for members in groups.values():
+        m = np.array(members)
+        order = m[np.lexsort((pts[m, 1], pts[m, 3]))]  # by LUT, then latency
+        best = math.inf
+        for i in order:
+            if pts[i, 1] < best:
+                keep[i] = True
+                best = pts[i, 1]
+    cand = np.flatnonzero(keep)
+    front = []
+    sub = pts[cand]
+    for j, i in enumerate(cand):
+        p = pts[i]
+        dominated = np.all(sub <= p, axis=1) & np.any(sub < p, axis=1)
+        if not dominated.any():
+            front.append(i)
+    return idx[np.array(front, dtype=np.int64)] if front else idx[:0]
+
+
+def search(char: Characterisation, configs: list[ExitConfig], board: Board, constraints: Constraints,
+           objective: str = "latency", limit: int = EXHAUSTIVE_LIMIT, bar=None) -> SearchResult:
+    if objective not in OBJECTIVES:
+        raise EehwError(f"unknown objective '{objective}'; valid: {', '.join(OBJECTIVES)}")
+    start = time.perf_counter()
+    composers, choices, methods, parts = [], [], [], []
+    task = bar.add_task(f"searching {len(configs)} exit configurations", total=len(configs)) if bar else None
+    for cid, ec in enumerate(configs):
+        comp = Composer(char, ec)
+        rows, method = comp.candidates(limit)
+        figs = comp.evaluate(rows)
+        n = len(rows)
+        parts.append({**{k: v for k, v in figs.items() if k != "exit_latency"},
+                      "accuracy": np.full(n, ec.accuracy), "config": np.full(n, cid), "row": np.arange(n),
+                      "early_exits": np.full(n, len(ec.positions) - 1)})
+        composers.append(comp)
+        choices.append(rows)
+        methods.append(method)
+        if bar:
+            bar.update(task, advance=1)
+    table = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    fits = np.ones(len(table["LUT"]), dtype=bool)
+    for r in RESOURCE_KEYS:
+        fits &= table[r] <= getattr(board.budget, r)
+    feasible = fits.copy()
+    if constraints.min_accuracy is not None:
+        feasible &= table["accuracy"] >= constraints.min_accuracy - 1e-12
+    if constraints.max_latency is not None:
+        feasible &= table["mean_latency"] <= constraints.max_latency
+    if constraints.min_throughput is not None:
+        feasible &= table["throughput"] >= constraints.min_throughput
+    base_idx = np.flatnonzero(fits & (table["early_exits"] == 0))
+    baseline = int(_objective_order(table, base_idx, objective)[0]) if len(base_idx) else None
+    max_worst = constraints.max_worst_latency
+    if max_worst is None and baseline is not None:
+        # Early exit must not be a way to slow the device down (DeepSloth-style inputs that never
+        # exit): by default the final-exit path may take at most this factor of the baseline's.
+        max_worst = WORST_LATENCY_FACTOR * float(table["worst_latency"][baseline])
+    if max_worst is not None:
+        feasible &= table["worst_latency"] <= max_worst
+    idx = np.flatnonzero(feasible)
+    ranked = _objective_order(table, idx, objective)
+    return SearchResult(configs, composers, choices, methods, table, fits, feasible, pareto_front(table, idx), ranked,
+                        baseline, objective, time.perf_counter() - start, max_worst)
+
+
+def top_designs(result: SearchResult, n: int) -> list[int]:
+    """The best ``n`` feasible candidates with distinct hardware (exits, policy, folding)."""
+    out, seen = [], set()
+    for i in result.ranked:
+        d = result.design(i)
+        key = (tuple(d["exits"]), d["policy"], json.dumps(d["folding"], sort_keys=True))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(int(i))
+        if len(out) == n:
+            break
+    return out
+
+
+def baseline_ratios(result: SearchResult) -> dict:
+    """The early-exit designs against the no-exit baseline (predicted figures), each at no more
+    than EQUAL_ACCURACY_PP points below the baseline's accuracy and within the board budget:
+    throughput at equal LUTs, LUTs at equal throughput, mean latency."""
+    t = result.table
+    if result.baseline is None:
+        return {}
+    b = result.baseline
+    ee = result.fits & (t["early_exits"] > 0) & (t["accuracy"] >= t["accuracy"][b] - EQUAL_ACCURACY_PP / 100 - 1e-12)
+    out = {"baseline": b, "accuracy_tolerance_pp": EQUAL_ACCURACY_PP}
+
+    def pick(mask, key, sign):
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            return None
+        order = np.lexsort((t["mean_latency"][idx], t["LUT"][idx], sign * t[key][idx]))
+        return int(idx[order[0]])
+
+    i = pick(ee & (t["LUT"] <= t["LUT"][b]), "throughput", -1)
+    out["throughput_at_equal_luts"] = None if i is None else {
+        "ratio": float(t["throughput"][i] / t["throughput"][b]), "candidate": i}
+    i = pick(ee & (t["throughput"] >= t["throughput"][b] * (1 - 1e-12)), "LUT", 1)
+    out["luts_at_equal_throughput"] = None if i is None else {"ratio": float(t["LUT"][i] / t["LUT"][b]), "candidate": i}
+    i = pick(ee, "mean_latency", 1)
+    out["mean_latency_at_equal_accuracy"] = None if i is None else {
+        "ratio": float(t["mean_latency"][i] / t["mean_latency"][b]), "candidate": i}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: generate, simulate whole, synthesise
+
+
+def validate_job(golden, name: str, exits: list[int], params: PolicyParams, thresholds: list, folding: dict,
+                 max_simd: int, max_pe: int, x_test: np.ndarray, out_dir: str, family: str) -> dict:
+    """Generate the design, simulate it on the whole test set and synthesise its top."""
+    from eehw.hwplan import Folding, plan_design
+    from eehw.measure import run_design
+    from eehw.rtl import generate
+    from eehw.synth import synthesize
+
+    plan = plan_design(golden, name, list(exits[:-1]), {k: Folding(*v) for k, v in folding.items()}, max_simd, max_pe)
+    rtl = generate(plan, params, Path(out_dir), golden.exits)
+    start = time.perf_counter()
+    m = run_design(golden, rtl, params, x_test, list(thresholds))
+    sim_s = time.perf_counter() - start
+    start = time.perf_counter()
+    syn = synthesize(list(rtl.sources), rtl.top, family).as_dict()
+    return {
+        "top": rtl.top, "rtl_dir": out_dir, "latency_bound": rtl.latency_bound,
+        "bit_exact": m["bit_exact"], "latency_cycles": m["latency_cycles"],
+        "latency_cycles_raw": np.asarray(m["latency_cycles_raw"]).tolist(),
+        "worst_case_latency_cycles": m["worst_case_latency_cycles"],
+        "throughput_samples_per_cycle": m["throughput_samples_per_cycle"],
+        "exit_index": np.asarray(m["exit_index"]).tolist(),
+        "exit_rates": [float(x) for x in np.bincount(np.asarray(m["exit_index"])[np.asarray(m["exit_index"]) >= 0],
+                                                     minlength=len(exits)) / len(x_test)],
+        "resources": {k: syn[k] for k in RESOURCE_KEYS},
+        "simulation_seconds": sim_s, "synthesis_seconds": time.perf_counter() - start,
+    }
+
+
+def _err(pred: float, meas: float) -> float | None:
+    return None if not meas else (pred - meas) / meas
+
+
+def compare_predicted(design: dict, measured: dict) -> dict:
+    p = design["predicted"]
+    rows = {
+        "mean_latency": (p["mean_latency"], measured["latency_cycles"]["mean"]),
+        "worst_latency": (p["worst_latency"], measured["worst_case_latency_cycles"]),
+        "throughput": (p["throughput"], measured["throughput_samples_per_cycle"]),
+        "LUT": (p["LUT"], measured["resources"]["LUT"]),
+        "FF": (p["FF"], measured["resources"]["FF"]),
+    }
+    return {k: {"predicted": a, "measured": b, "error": _err(a, b)} for k, (a, b) in rows.items()}
+
+
+def design_id(d: dict) -> str:
+    text = json.dumps({k: d[k] for k in ("exits", "policy", "folding")}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole loop, as `eehw dse` runs it
+
+
+def run(config, board: str = "pynq-z2", *, constraints: Constraints | None = None, objective: str = "latency",
+        scheduler=None, workers: int | None = None, validate: int = 3, validate_ratio_designs: bool = True,
+        policies: tuple[str, ...] | None = None, levels: list[int] | None = None,
+        limit: int = EXHAUSTIVE_LIMIT) -> dict:
+    """Train (cached), characterise, search, validate the top designs and write the DSE report
+    and ``chosen.json`` under ``build/<board>/<config>/dse/``; returns the report dict."""
+    from eehw import flow
+    from eehw.board import load_board
+    from eehw.characterise import characterise, lane_levels
+    from eehw.dse_report import write_reports
+    from eehw.executor import executor, run_jobs
+    from eehw.progress import progress
+
+    if objective not in OBJECTIVES:
+        raise EehwError(f"unknown objective '{objective}'; valid: {', '.join(OBJECTIVES)}")
+    if validate < 1:
+        raise EehwError(f"--validate must be at least 1 (designs simulated and synthesised whole), got {validate}")
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    d = flow.run(config, stop_after="evaluate")
+    brd = load_board(board)
+    cfg, golden = d.cfg, d.golden
+    seconds["train_evaluate"] = time.perf_counter() - start
+    logits = cached_logits(cfg, d.data, golden)
+    pols = hardware_policies(cfg, logits, policies or HARDWARE_POLICY_NAMES)
+    constraints = constraints or Constraints()
+    final_acc = float((np.argmax(logits["test"][-1], axis=1) == logits["y_test"]).mean())
+    if constraints.min_accuracy is None:
+        constraints = dataclasses.replace(constraints, min_accuracy=final_acc - cfg.policy.max_drop_pp / 100)
+    drops = tuple(sorted(set(DROP_LEVELS_PP) | {cfg.policy.max_drop_pp}))
+    hw = cfg.hardware
+    levels = levels or lane_levels(hw.max_simd, hw.max_pe)
+    out_dir = dse_dir(brd.name, cfg.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with executor(scheduler, workers) as pool:
+        t0 = time.perf_counter()
+        configs = exit_configs(golden.exits, golden.logit_exps, logits, pols, drops)
+        seconds["exit_configurations"] = time.perf_counter() - t0
+        char = characterise(golden, brd, pols, max_simd=hw.max_simd, max_pe=hw.max_pe, pool=pool, levels=levels)
+        seconds["characterisation"] = char.seconds
+        with progress() as bar:
+            result = search(char, configs, brd, constraints, objective, limit, bar)
+        seconds["search"] = result.seconds
+        if not len(result.ranked):
+            best = float(result.table["accuracy"][result.fits].max()) if result.fits.any() else None
+            raise EehwError(f"no design meets the constraints on {brd.name} (best accuracy within the budget: "
+                            f"{'none fits' if best is None else f'{best:.2%}'}); relax --min-accuracy, "
+                            f"--max-latency, --max-worst-latency or --min-throughput")
+        if result.baseline is None:
+            raise EehwError(f"no folding of the no-exit baseline fits {brd.name}; use a bigger board")
+        ratios = baseline_ratios(result)
+        picks = top_designs(result, validate)
+        extra = [r["candidate"] for k, r in ratios.items() if isinstance(r, dict) and validate_ratio_designs]
+        to_run = list(dict.fromkeys([*picks, result.baseline, *extra]))
+        designs = {i: result.design(i) for i in to_run}
+        head_types = {e.after: e.head.value for e in cfg.model.exits}
+        for des in designs.values():
+            des["heads"] = [head_types.get(p, golden.heads[p].name) for p in des["exits"]]
+        jobs = []
+        for i, des in designs.items():
+            ident = "baseline" if i == result.baseline else f"{des['policy']}-{design_id(des)}"
+            des["id"] = ident
+            jobs.append((i, (golden, f"{cfg.name}_dse_{i}", des["exits"], pols[des["policy"]], des["thresholds"],
+                             des["folding"], hw.max_simd, hw.max_pe, d.data.x_test, str(out_dir / "designs" / ident),
+                             brd.family)))
+        t0 = time.perf_counter()
+        with progress() as bar:
+            task = bar.add_task(f"validating {len(jobs)} designs (simulate + synthesise)", total=len(jobs))
+            measured = run_jobs(pool, validate_job, jobs, on_done=lambda k, r: bar.update(task, advance=1))
+        seconds["validation"] = time.perf_counter() - t0
+    for i, des in designs.items():
+        des["measured"] = measured[i]
+        des["errors"] = compare_predicted(des, measured[i])
+    chosen = designs[picks[0]]
+    baseline = designs[result.baseline]
+
+    def measured_ratio(key: str, field_: str) -> float | None:
+        r = ratios.get(key)
+        if not r or r["candidate"] not in designs:
+            return None
+        a = _measured_figure(designs[r["candidate"]], field_)
+        b = _measured_figure(baseline, field_)
+        return None if not a or not b else float(a / b)
+
+    for key, field_ in (("throughput_at_equal_luts", "throughput"), ("luts_at_equal_throughput", "LUT"),
+                        ("mean_latency_at_equal_accuracy", "mean_latency")):
+        if ratios.get(key):
+            r = ratios[key]
+            r["design"] = designs.get(r["candidate"]) and designs[r["candidate"]]["id"]
+            r["measured_ratio"] = measured_ratio(key, field_)
+            r["predicted"] = {f: float(result.table[f][r["candidate"]]) for f in ("accuracy", "throughput", "LUT",
+                                                                                  "mean_latency")}
+    methods = {m: result.methods.count(m) for m in set(result.methods)}
+    report = {
+        "kind": "dse", "design": cfg.name, "board": brd.name, "part": brd.part, "clock_mhz": brd.clock_mhz,
+        "dataset": d.data.name, "training_hash": cfg.training_hash(), "objective": objective,
+        "constraints": {**dataclasses.asdict(constraints), "max_worst_latency": result.max_worst_latency},
+        "budget": brd.budget.as_dict(), "test_samples": int(len(logits["y_test"])), "final_exit_accuracy": final_acc,
+        "characterisation": {
+            "lane_levels": levels, "synthesised": char.synthesised, "cached": char.cached, "seconds": char.seconds,
+            "units": {u: [o.as_dict() for o in opts] for u, opts in char.options.items()}, "glue": char.glue,
+            "decision_latency": {p: f.latency for p, f in char.formats.items()},
+        },
+        "search": {"exit_configurations": len(configs), "candidates": result.evaluated,
+                   "within_budget": int(result.fits.sum()), "feasible": int(result.feasible.sum()),
+                   "pareto": int(len(result.pareto)), "methods": methods, "exhaustive_limit": limit,
+                   "lambdas": [None if math.isinf(x) else float(x) for x in LAMBDAS],
+                   "policies": list(pols), "accuracy_targets_pp": list(drops), "seconds": result.seconds},
+        "chosen": chosen,
+        "baseline": baseline,
+        "validated": [designs[i] for i in to_run],
+        "ratios": ratios,
+        "pareto": [_point(result, i) for i in result.pareto[:500]],
+        "seconds": seconds,
+    }
+    chosen_file = {"config": cfg.name, "board": brd.name, "training_hash": cfg.training_hash(),
+                   "exits": chosen["exits"], "thresholds": chosen["thresholds"], "folding": chosen["folding"],
+                   "baseline_folding": baseline["folding"],
+                   "policy": {"name": chosen["policy"], "shifts": list(pols[chosen["policy"]].shifts)
+                              if pols[chosen["policy"]].shifts else None,
+                              "frac_bits": pols[chosen["policy"]].frac_bits}}
+    (out_dir / "chosen.json").write_text(json.dumps(chosen_file, indent=2))
+    report["paths"] = [str(p) for p in write_reports(report, out_dir, result)]
+    return report
+
+
+def dse_dir(board: str, config: str) -> Path:
+    """Where `eehw dse` writes: build/<board>/<config>/dse (flow.step_rtl reads chosen.json there)."""
+    from eehw.paths import build_dir
+
+    return build_dir() / board / config / "dse"
+
+
+def _measured_figure(des: dict, field_: str) -> float | None:
+    m = des.get("measured")
+    if not m:
+        return None
+    return {"throughput": m["throughput_samples_per_cycle"], "LUT": m["resources"]["LUT"],
+            "mean_latency": m["latency_cycles"]["mean"]}[field_]
+
+
+def _point(result: SearchResult, i: int) -> dict:
+    t = result.table
+    ec = result.configs[int(t["config"][i])]
+    return {"candidate": int(i), "accuracy": float(t["accuracy"][i]), "mean_latency": float(t["mean_latency"][i]),
+            "throughput": float(t["throughput"][i]), "LUT": float(t["LUT"][i]), "exits": list(ec.positions),
+            "policy": ec.policy}

@@ -1,0 +1,337 @@
+"""The co-design loop: composition model against hand-computed figures, the search against an
+independent brute-force enumeration, the stated heuristic's guarantee, and the whole loop on
+a tiny model whose top designs are simulated and synthesised (predicted vs measured)."""
+
+import itertools
+import math
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from eehw import dse, flow
+from eehw.board import Board, Resources
+from eehw.characterise import Characterisation, UnitOption, gate_depth_bucket, lane_levels, layer_folding
+from eehw.policies import PolicyName, PolicyParams
+from eehw.rtl import DecisionFormat
+
+# ---------------------------------------------------------------------------------------------
+# A hand-made characterisation: no Yosys, every figure chosen here.
+
+DEC_LUT, FINAL_DEC_LUT, MERGE_LUT, FORK_LUT, GATE_LUT = 700, 450, {1: 40, 2: 100, 3: 130}, 90, 200
+
+
+def _hw(ii, stages_ii=(), out_bits=64):
+    return SimpleNamespace(ii=ii, stages=[SimpleNamespace(ii=s) for s in stages_ii], out_bits=out_bits)
+
+
+def _opt(unit, ii, latency, lut, ff=10, lanes=1):
+    return UnitOption(unit, lanes, {f"{unit}.fc": (lanes, 1)}, ii, latency,
+                      {"LUT": lut, "FF": ff, "DSP": 0, "BRAM18": 0}, _hw(ii, (ii,)))
+
+
+def _char(options: dict[str, list[UnitOption]], n_blocks: int) -> Characterisation:
+    params = PolicyParams(PolicyName.MARGIN)
+    fmt = DecisionFormat(PolicyName.MARGIN, 10, 16, 8)  # decision_unit.v: clog2(10) + 1 = 5 cycles, DEC_W 22
+    glue = {f"decision:margin:10:16:0:8:{fmt.thr_w}:early": {"LUT": DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
+            f"decision:margin:10:16:0:8:{fmt.thr_w}:final": {"LUT": FINAL_DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
+            "fork:64": {"LUT": FORK_LUT, "FF": 1, "DSP": 0, "BRAM18": 0}}
+    for k, lut in MERGE_LUT.items():
+        glue[f"merge:{k}:{fmt.dec_w}"] = {"LUT": lut, "FF": 1, "DSP": 0, "BRAM18": 0}
+    for depth in (4, 8, 16, 32, 64, 128, 256, 512):
+        glue[f"gate:64:{fmt.dec_w}:{depth}"] = {"LUT": GATE_LUT, "FF": 1, "DSP": 0, "BRAM18": 0}
+    blocks = [f"blocks.{b}" for b in range(n_blocks)]
+    heads = {b: f"heads.{b}" for b in range(n_blocks)}
+    return Characterisation(blocks, heads, options, glue, {"margin": params}, {"margin": fmt})
+
+
+def _config(positions, fractions, accuracy=0.9):
+    return dse.ExitConfig(tuple(positions), "margin", PolicyParams(PolicyName.MARGIN), (0,) * (len(positions) - 1),
+                          0.5, accuracy, accuracy, np.array(fractions, dtype=float))
+
+
+def _board(lut=53200):
+    return Board("test", "xc7z020clg400-1", "xc7", 100.0, Resources(LUT=lut, FF=106400, BRAM18=280, DSP=220), {})
+
+
+def test_lane_levels_and_layer_folding_are_the_stated_options():
+    assert lane_levels(8, 4) == [1, 2, 4, 8, 16, 32]
+    assert lane_levels(2, 1) == [1, 2]
+    assert lane_levels(3, 1) == [1, 2, 3]
+    # Most lanes <= L that divide IN / OUT within the limits, ties to the wider SIMD.
+    for n_in, n_out, lanes, max_simd, max_pe in itertools.product((64, 16, 10, 48), (16, 10, 32), (1, 2, 4, 8, 32),
+                                                                  (8, 2), (4, 1)):
+        f = layer_folding(n_in, n_out, lanes, max_simd, max_pe)
+        pairs = [(s * p, s, p) for s in range(1, max_simd + 1) for p in range(1, max_pe + 1)
+                 if n_in % s == 0 and n_out % p == 0 and s * p <= lanes]
+        best = max(pairs)
+        assert (f.simd * f.pe, f.simd, f.pe) == best
+
+
+def test_composition_matches_hand_computed_throughput_latency_and_resources():
+    options = {"blocks.0": [_opt("blocks.0", 100, 105, 1000)], "blocks.1": [_opt("blocks.1", 200, 205, 500)],
+               "heads.0": [_opt("heads.0", 50, 55, 300)], "heads.1": [_opt("heads.1", 60, 66, 400)]}
+    comp = dse.Composer(_char(options, 2), _config((0, 1), (0.6, 0.4)))
+    figs = comp.evaluate(np.zeros((1, 4), dtype=int))
+    # Throughput: 1 / max(1 * 100, 0.4 * 200, 1 * 50, 0.4 * 60).
+    assert figs["throughput"][0] == pytest.approx(1 / 100)
+    # Exit 0: block 0, fork 1, head 55, decision 5, gate 1, merge 1.
+    exit0 = 105 + 1 + 55 + 5 + 1 + 1
+    # Exit 1 (final): block 0, then the features wait in the gate for exit 0's decision
+    # (fork 1 + head 55 + decision 5 + gate 1), block 1, head 66, decision 5, merge 1.
+    exit1 = 105 + (1 + 55 + 5 + 1) + 205 + 66 + 5 + 1
+    assert figs["worst_latency"][0] == exit1
+    assert figs["mean_latency"][0] == pytest.approx(0.6 * exit0 + 0.4 * exit1)
+    assert figs["LUT"][0] == 1000 + 500 + 300 + 400 + DEC_LUT + FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT
+    # The no-exit design: one decision unit, a one-port merge, no fork or gate.
+    base = dse.Composer(_char(options, 2), _config((1,), (1.0,))).evaluate(np.zeros((1, 3), dtype=int))
+    assert base["throughput"][0] == pytest.approx(1 / 200)
+    assert base["mean_latency"][0] == 105 + 205 + 66 + 5 + 1
+    assert base["LUT"][0] == 1000 + 500 + 400 + FINAL_DEC_LUT + MERGE_LUT[1]
+
+
+def test_gate_depths_round_up_to_powers_of_two():
+    assert [gate_depth_bucket(d) for d in (1, 4, 5, 8, 9, 33)] == [4, 4, 8, 8, 16, 64]
+
+
+# ---------------------------------------------------------------------------------------------
+# Search against brute force
+
+
+def _three_block_char():
+    rng = np.random.default_rng(1)
+    options = {}
+    for unit in ("blocks.0", "blocks.1", "blocks.2", "heads.0", "heads.1", "heads.2"):
+        base_ii = int(rng.integers(40, 400))
+        options[unit] = [_opt(unit, base_ii // lanes, base_ii // lanes + 5 + int(rng.integers(0, 3)),
+                              int(rng.integers(150, 400)) + lanes * int(rng.integers(60, 300)), lanes=lanes)
+                         for lanes in (1, 2, 4)]
+    return _char(options, 3)
+
+
+CONFIGS = [((2,), (1.0,), 0.95), ((0, 2), (0.5, 0.5), 0.94), ((1, 2), (0.7, 0.3), 0.948), ((0, 1, 2), (0.4, 0.3, 0.3), 0.93)]
+
+
+def _brute_force(char, configs, lut_budget, min_accuracy):
+    """Every exit configuration x every option of every unit, figures from first principles."""
+    points = []
+    for cid, ec in enumerate(configs):
+        last = ec.positions[-1]
+        units = [f"blocks.{b}" for b in range(last + 1)] + [f"heads.{p}" for p in ec.positions]
+        for combo in itertools.product(*(range(len(char.options[u])) for u in units)):
+            opt = {u: char.options[u][i] for u, i in zip(units, combo)}
+            reach = {b: sum(f for p, f in zip(ec.positions, ec.exit_fractions) if p >= b) for b in range(last + 1)}
+            load = max([reach[b] * opt[f"blocks.{b}"].ii for b in range(last + 1)]
+                       + [reach[p] * opt[f"heads.{p}"].ii for p in ec.positions])
+            lat, mean, path = 0, 0.0, 0
+            for j, p in enumerate(ec.positions):
+                blocks = sum(opt[f"blocks.{b}"].latency for b in range(p + 1))
+                head = opt[f"heads.{p}"].latency
+                if j < len(ec.positions) - 1:
+                    lat = blocks + path + 1 + head + 5 + 1 + 1
+                    path += 1 + head + 5 + 1
+                else:
+                    lat = blocks + path + head + 5 + 1
+                mean += ec.exit_fractions[j] * lat
+            lut = sum(o.resources["LUT"] for o in opt.values()) + DEC_LUT * (len(ec.positions) - 1) + FINAL_DEC_LUT \
+                + MERGE_LUT[len(ec.positions)] + (FORK_LUT + GATE_LUT) * (len(ec.positions) - 1)
+            if lut <= lut_budget and ec.accuracy >= min_accuracy:
+                points.append((ec.accuracy, mean, 1 / load, lut, cid, lat))
+    return points
+
+
+def _brute_pareto(points):
+    front = set()
+    for a in points:
+        dominated = any(b[0] >= a[0] and b[1] <= a[1] and b[2] >= a[2] and b[3] <= a[3] and b[:4] != a[:4]
+                        for b in points)
+        if not dominated:
+            front.add(tuple(round(x, 9) for x in a[:4]))
+    return front
+
+
+@pytest.mark.parametrize("objective", ["latency", "throughput", "resources"])
+def test_search_equals_brute_force_enumeration(objective):
+    char = _three_block_char()
+    configs = [_config(p, f, a) for p, f, a in CONFIGS]
+    lut_budget, min_acc = 5200, 0.935
+    no_ceiling = dse.Constraints(min_accuracy=min_acc, max_worst_latency=math.inf)
+    result = dse.search(char, configs, _board(lut_budget), no_ceiling, objective)
+    points = _brute_force(char, configs, lut_budget, min_acc)
+    assert result.evaluated == sum(3 ** (p[-1] + 1 + len(p)) for p, _, _ in CONFIGS)  # exhaustive here
+    assert int(result.feasible.sum()) == len(points)
+    key = {"latency": lambda p: (p[1], p[3], -p[0]), "throughput": lambda p: (-p[2], p[3], p[1]),
+           "resources": lambda p: (p[3], p[1], -p[2])}[objective]
+    best = min(points, key=key)
+    got = result.design(result.ranked[0])["predicted"]
+    assert (got["accuracy"], got["mean_latency"], got["throughput"], got["LUT"]) == pytest.approx(best[:4])
+    front = {tuple(round(x, 9) for x in (result.table["accuracy"][i], result.table["mean_latency"][i],
+                                         result.table["throughput"][i], result.table["LUT"][i])) for i in result.pareto}
+    assert front == _brute_pareto(points)
+
+
+def test_lagrangian_heuristic_keeps_the_cheapest_design_at_every_throughput_level():
+    """The stated guarantee: with lambda = 0 at each throughput level, each module's cheapest
+    option meeting the level, so the LUT-vs-throughput staircase equals the exhaustive one;
+    lambda = infinity gives the fastest design."""
+    char = _three_block_char()
+    for positions, fractions, acc in CONFIGS:
+        comp = dse.Composer(char, _config(positions, fractions, acc))
+        full, method = comp.candidates()
+        assert method == "exhaustive"
+        heur, method = comp.candidates(limit=1)
+        assert method == "lagrangian" and len(heur) < len(full)
+        f, h = comp.evaluate(full), comp.evaluate(heur)
+        for level in np.unique(f["throughput"]):
+            assert h["LUT"][h["throughput"] >= level - 1e-15].min() == f["LUT"][f["throughput"] >= level - 1e-15].min()
+        assert h["mean_latency"].min() == pytest.approx(f["mean_latency"].min())
+
+
+def test_baseline_ratios_compare_like_with_like():
+    char = _three_block_char()
+    configs = [_config(p, f, a) for p, f, a in CONFIGS]
+    result = dse.search(char, configs, _board(), dse.Constraints(), "throughput")
+    t = result.table
+    b = result.baseline
+    assert t["early_exits"][b] == 0
+    # The baseline is the fastest no-exit design within the budget.
+    base = np.flatnonzero(t["early_exits"] == 0)
+    assert t["throughput"][b] == t["throughput"][base].max()
+    r = dse.baseline_ratios(result)
+    ok = (t["early_exits"] > 0) & (t["accuracy"] >= t["accuracy"][b] - 0.005 - 1e-12) & result.fits
+    assert ok.any() and not ok.all()
+
+    def expect(mask, value):
+        return None if not mask.any() else pytest.approx(value(mask))
+
+    at_luts = ok & (t["LUT"] <= t["LUT"][b])
+    at_thr = ok & (t["throughput"] >= t["throughput"][b])
+    cases = {"throughput_at_equal_luts": (at_luts, lambda m: t["throughput"][m].max() / t["throughput"][b]),
+             "luts_at_equal_throughput": (at_thr, lambda m: t["LUT"][m].min() / t["LUT"][b]),
+             "mean_latency_at_equal_accuracy": (ok, lambda m: t["mean_latency"][m].min() / t["mean_latency"][b])}
+    for key, (mask, value) in cases.items():
+        got = r[key]["ratio"] if r[key] else None
+        assert got == expect(mask, value), key
+    assert r["mean_latency_at_equal_accuracy"] is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole loop on a tiny model: characterise (Yosys), search, validate (Verilator + Yosys)
+
+
+
+@pytest.fixture(scope="module")
+def tiny_dse(tiny_dse_config):
+    path = tiny_dse_config
+    report = dse.run(path, "pynq-z2", policies=("margin",), validate=3, validate_ratio_designs=False)
+    return path, report
+
+
+@pytest.mark.slow
+def test_whole_loop_reports_and_validates_three_designs(tiny_dse):
+    _, report = tiny_dse
+    s = report["search"]
+    assert s["candidates"] > 0 and s["feasible"] > 0 and s["pareto"] > 0
+    assert report["characterisation"]["lane_levels"] == [1, 2]
+    assert len(report["validated"]) >= 3
+    chosen = report["chosen"]
+    assert chosen["predicted"]["accuracy"] >= report["constraints"]["min_accuracy"] - 1e-12
+    for r, limit in report["budget"].items():
+        assert chosen["measured"]["resources"][r] <= limit
+    for des in report["validated"]:
+        bit = des["measured"]["bit_exact"]
+        assert bit["mismatches"] == 0 and bit["lost"] == 0 and bit["duplicated"] == 0
+        # The exit distribution the search used is the one the hardware produces.
+        assert des["measured"]["exit_rates"] == pytest.approx(des["exit_fractions"])
+
+
+@pytest.mark.slow
+def test_predicted_cycles_are_within_five_percent_of_simulation(tiny_dse):
+    _, report = tiny_dse
+    for des in report["validated"]:
+        lat = des["measured"]["latency_cycles"]
+        # Per exit: every sample leaving at exit k takes that exit's predicted path latency.
+        for k, per in enumerate(lat["per_exit"]):
+            if per["samples"]:
+                assert per["max"] == per["mean"]  # an idle pipeline: one latency per exit
+        e = des["errors"]
+        assert abs(e["mean_latency"]["error"]) <= 0.05, des["id"]
+        assert abs(e["worst_latency"]["error"]) <= 0.05, des["id"]
+        assert des["measured"]["worst_case_latency_cycles"] == des["measured"]["latency_bound"]
+
+
+@pytest.mark.slow
+def test_flow_builds_the_chosen_design(tiny_dse):
+    path, report = tiny_dse
+    d = flow.run(path, board="pynq-z2", stop_after="evaluate")
+    chosen = json.loads((dse.dse_dir("pynq-z2", d.cfg.name) / "chosen.json").read_text())
+    assert chosen["training_hash"] == d.cfg.training_hash()
+    exits, thresholds = flow._early_exit_choice(d)
+    assert exits == report["chosen"]["exits"][:-1] and thresholds == report["chosen"]["thresholds"]
+    flow.step_rtl(d)
+    folds = {s.name: [s.folding.simd, s.folding.pe] for b in list(d.rtl["early_exit"].plan.blocks)
+             + list(d.rtl["early_exit"].plan.heads.values()) for s in b.stages if hasattr(s, "folding")}
+    assert folds == report["chosen"]["folding"]
+    # The flow's baseline is the DSE's: the no-exit design at its best folding for the board.
+    base = d.rtl["baseline"].plan
+    folds = {s.name: [s.folding.simd, s.folding.pe] for b in list(base.blocks) + list(base.heads.values())
+             for s in b.stages if hasattr(s, "folding")}
+    assert folds == report["baseline"]["folding"]
+
+
+class _FakeExecutor:
+    """Runs nothing: every 'synthesis' returns figures derived from the module text length."""
+
+    def submit(self, fn, top, files, family):
+        from concurrent.futures import Future
+
+        f = Future()
+        size = sum(len(t) for t in files.values())
+        f.set_result({"LUT": size % 997, "FF": size % 499, "DSP": 0, "BRAM18": 0})
+        return f
+
+
+def test_characterisation_covers_every_policy_exit_and_folding(tiny_dse_config, tmp_path, monkeypatch):
+    from eehw.characterise import characterise
+
+    d = flow.run(tiny_dse_config, stop_after="evaluate")
+    logits = dse.cached_logits(d.cfg, d.data, d.golden)
+    pols = dse.hardware_policies(d.cfg, logits)
+    assert set(pols) == {"margin", "max_softmax_pow2"}
+    monkeypatch.setenv("EEHW_CACHE_DIR", str(tmp_path / "fake-cache"))  # keep fake figures out of the real cache
+    char = characterise(d.golden, _board(), pols, max_simd=4, max_pe=2, pool=_FakeExecutor())
+    # blocks.0 is 64 -> 16: lanes 1, 2, 4, 8 give (1,1), (2,1), (4,1), (4,2).
+    assert [o.folding["blocks.0.2"] for o in char.options["blocks.0"]] == [(1, 1), (2, 1), (4, 1), (4, 2)]
+    assert [o.ii for o in char.options["blocks.0"]] == [64 * 16, 64 * 16 // 2, 64 * 16 // 4, 64 * 16 // 8]
+    configs = dse.exit_configs(d.golden.exits, d.golden.logit_exps, logits, pols)
+    assert {c.policy for c in configs} == {"margin", "max_softmax_pow2"}
+    result = dse.search(char, configs, _board(), dse.Constraints(), "latency")  # every glue key is there
+    assert result.evaluated == sum(int(np.prod(dse.Composer(char, c).sizes)) for c in configs)
+
+
+def test_worst_case_latency_ceiling_keeps_slow_paths_out():
+    """DeepSloth-style inputs all reach the final exit: --max-worst-latency bounds that path."""
+    char = _three_block_char()
+    configs = [_config(p, f, a) for p, f, a in CONFIGS]
+    points = _brute_force(char, configs, 53200, 0.0)
+    limit = float(np.median([p[5] for p in points]))
+    result = dse.search(char, configs, _board(), dse.Constraints(max_worst_latency=limit), "latency")
+    assert int(result.feasible.sum()) == sum(p[5] <= limit for p in points)
+    best = min((p for p in points if p[5] <= limit), key=lambda p: (p[1], p[3], -p[0]))
+    assert result.design(result.ranked[0])["predicted"]["mean_latency"] == pytest.approx(best[1])
+
+
+def test_default_worst_case_ceiling_is_twice_the_baselines():
+    """Without --max-worst-latency, no design may take more than twice the no-exit baseline's
+    cycles to its final exit (the baseline being the objective's best no-exit design in budget)."""
+    char = _three_block_char()
+    configs = [_config(p, f, a) for p, f, a in CONFIGS]
+    points = _brute_force(char, configs, 53200, 0.0)
+    no_exit = [p for p in points if len(configs[p[4]].positions) == 1]
+    baseline = min(no_exit, key=lambda p: (p[1], p[3], -p[0]))
+    limit = 2 * baseline[5]
+    result = dse.search(char, configs, _board(), dse.Constraints(min_accuracy=0.0), "latency")
+    assert result.max_worst_latency == pytest.approx(limit)
+    assert int(result.feasible.sum()) == sum(p[5] <= limit for p in points)
+    assert any(p[5] > limit for p in points)  # the ceiling does cut something here
