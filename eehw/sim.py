@@ -138,7 +138,7 @@ def _runtime_objects(env: dict[str, str]) -> list[Path]:
     return sorted(folder.glob("verilated*.o"))
 
 
-def _verilate(sources: list[Path], toplevel: str, build_dir: Path, build_args: list[str]) -> Path:
+def verilate(sources: list[Path], toplevel: str, build_dir: Path, build_args: list[str]) -> Path:
     """Verilator build of ``toplevel`` into ``build_dir`` unless a finished one is there (the
     folder name carries the content hash); built in a temporary folder and renamed, so an
     interrupted build is never reused. The inner make gets our options only (MAKEFLAGS is
@@ -176,7 +176,7 @@ def _verilate(sources: list[Path], toplevel: str, build_dir: Path, build_args: l
 def build(rtl: RtlDesign) -> Path:
     """Compile the bare top (for the per-cycle cocotb harness) once per content hash."""
     build_dir = cache_dir() / "verilator" / f"{rtl.top}-{_build_hash(rtl)}"
-    return _verilate(list(rtl.sources), rtl.top, build_dir, ["-O2"])
+    return verilate(list(rtl.sources), rtl.top, build_dir, ["-O2"])
 
 
 def wrapper_source(rtl: RtlDesign, inject: str = "") -> str:
@@ -203,7 +203,7 @@ def build_wrapper(rtl: RtlDesign, inject: str = "") -> Path:
     src_dir.mkdir(parents=True, exist_ok=True)
     wrapper = src_dir / f"{rtl.top}-{key}.v"
     wrapper.write_text(text)
-    return _verilate([*rtl.sources, wrapper], WRAPPER_TOP, build_dir, list(WRAPPER_BUILD_ARGS))
+    return verilate([*rtl.sources, wrapper], WRAPPER_TOP, build_dir, list(WRAPPER_BUILD_ARGS))
 
 
 def _register_words(rtl: RtlDesign, thresholds: list[int | None]) -> tuple[int, int]:
