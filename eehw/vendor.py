@@ -150,6 +150,13 @@ def parse_csynth_xml(path: Path) -> HlsReport:
     )
 
 
+def _report_lines(path: Path, kind: str) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        raise EehwError(f"cannot read Vivado {kind} report {path}: {exc}") from None
+
+
 def _table_rows(lines: list[str]) -> dict[str, list[str]]:
     """First occurrence of every '| name | cells... |' row, keyed by the name without '*'."""
     rows: dict[str, list[str]] = {}
@@ -164,11 +171,7 @@ def _table_rows(lines: list[str]) -> dict[str, list[str]]:
 def parse_utilization(path: Path) -> UtilizationReport:
     """Vivado ``report_utilization`` text (7-series names; UltraScale says CLB instead of Slice)."""
     path = Path(path)
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError as exc:
-        raise EehwError(f"cannot read Vivado utilization report {path}: {exc}") from None
-    rows = _table_rows(lines)
+    rows = _table_rows(_report_lines(path, "utilization"))
 
     def used(*names: str) -> float:
         for name in names:
@@ -192,10 +195,7 @@ def parse_utilization(path: Path) -> UtilizationReport:
 def parse_timing_summary(path: Path) -> TimingReport:
     """Vivado ``report_timing_summary``: the row under the WNS(ns) header of the design summary."""
     path = Path(path)
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError as exc:
-        raise EehwError(f"cannot read Vivado timing report {path}: {exc}") from None
+    lines = _report_lines(path, "timing")
     for i, line in enumerate(lines):
         header = line.split()
         if header[:1] != ["WNS(ns)"]:
