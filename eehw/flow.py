@@ -35,6 +35,7 @@ class Design:
     rtl: dict = field(default_factory=dict)  # "early_exit" / "baseline" -> RtlDesign
     measured: dict = field(default_factory=dict)  # same keys -> simulation and synthesis figures
     hls: dict | None = None  # hls4ml projects, C-sim chain check, multi-exit top, vendor figures
+    dse_choice: dict | None = None  # what `eehw dse` chose for this config, board and weights, if anything
     report_paths: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     report: dict | None = None
@@ -68,9 +69,10 @@ def step_evaluate(d: Design) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(d.evaluation, indent=2))
     tmp.replace(path)
+    d.dse_choice = _load_dse_choice(d)
 
 
-def _dse_choice(d: Design) -> dict | None:
+def _load_dse_choice(d: Design) -> dict | None:
     """The design `eehw dse` chose for this config, board and trained weights, if any."""
     if d.board is None:
         return None
@@ -86,17 +88,15 @@ def _dse_choice(d: Design) -> dict | None:
 def _policy(d: Design):
     from eehw.policies import PolicyParams
 
-    choice = _dse_choice(d)
-    pol = choice["policy"] if choice else d.evaluation["policy"]
+    pol = d.dse_choice["policy"] if d.dse_choice else d.evaluation["policy"]
     return PolicyParams(pol["name"], temperatures=pol.get("temperatures"), shifts=pol["shifts"],
                         frac_bits=pol["frac_bits"])
 
 
 def _early_exit_choice(d: Design) -> tuple[list[int], list[int | None]]:
     """The exits the thresholds enable (plus the final one) and their register values."""
-    choice = _dse_choice(d)
-    if choice:
-        return choice["exits"][:-1], choice["thresholds"]
+    if d.dse_choice:
+        return d.dse_choice["exits"][:-1], d.dse_choice["thresholds"]
     exits = d.evaluation["exits"]
     kept = [e for e in exits[:-1] if e["threshold"] is not None]
     return [e["position"] for e in kept], [e["threshold"] for e in kept]
@@ -108,7 +108,7 @@ def step_rtl(d: Design) -> None:
 
     hw = d.cfg.hardware
     foldings = {name: Folding(simd, pe) for name, simd, pe in hw.folding}
-    choice = _dse_choice(d)
+    choice = d.dse_choice
     base_foldings = foldings
     if choice:  # `eehw dse` chose every layer's folding for this board, and the baseline's at its best
         foldings = {name: Folding(*lanes) for name, lanes in choice["folding"].items()}
@@ -182,10 +182,11 @@ def step_report(d: Design) -> None:
     kept = [d.golden.exits.index(p) for p in d.rtl["early_exit"].plan.exits]
     exits = []
     _, thresholds = _early_exit_choice(d)  # the config's, or those `eehw dse` chose
+    policy = _policy(d).name.value
     for k, idx in enumerate(kept):
         e = d.evaluation["exits"][idx]
         leaves = ee["exit_index"] == k
-        exits.append({"position": e["position"], "policy": _policy(d).name.value,
+        exits.append({"position": e["position"], "policy": policy,
                       "threshold": thresholds[k] if k < len(kept) - 1 else None,
                       "exit_rate": float(leaves.mean()), "accuracy": e["accuracy"],
                       "exited_accuracy": float((ee["predictions"][leaves] == y[leaves]).mean()) if leaves.any() else None})
