@@ -80,7 +80,7 @@ class Characterisation:
     """Options per unit (``blocks.k`` / the head names), glue figures by key, and how long it took."""
 
     blocks: list[str]
-    heads: dict[int, str]  # exit position -> head unit name
+    heads: dict[int, str]  # exit position -> unit name of the config's own head
     options: dict[str, list[UnitOption]]
     glue: dict[str, dict[str, int]]
     policies: dict[str, PolicyParams]
@@ -88,10 +88,20 @@ class Characterisation:
     synthesised: int = 0  # Yosys runs this time (the rest came from the cache)
     cached: int = 0
     seconds: float = 0.0
+    alt_heads: dict[int, dict[str, str]] = field(default_factory=dict)  # exit -> head type -> unit name
+    own_types: dict[int, str] = field(default_factory=dict)  # exit -> the config's head type
 
-    def decision_key(self, policy: str, position: int, final: bool) -> str:
-        return decision_key(self.formats[policy], policy, self.policies[policy].shift(list(self.heads).index(position)),
-                            final)
+    def head_unit(self, position: int, head: str | None = None) -> str:
+        """Unit name of the head of type ``head`` at an exit (None: the config's own)."""
+        if head is None or head == self.own_types.get(position):
+            return self.heads[position]
+        return self.alt_heads[position][head]
+
+    def head_type(self, position: int, head: str | None = None) -> str | None:
+        return head or self.own_types.get(position)
+
+    def decision_key(self, policy: str, shift: int, final: bool) -> str:
+        return decision_key(self.formats[policy], policy, shift, final)
 
     @staticmethod
     def gate_key(feat_w: int, dec_w: int, depth: int) -> str:
@@ -230,9 +240,14 @@ def _block_files(block: HwBlock, out_dir: Path) -> dict[str, str]:
 
 
 def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyParams], *, max_simd: int,
-                 max_pe: int, pool, levels: list[int] | None = None) -> Characterisation:
-    """Characterise every unit of ``golden`` at every lane level, and the glue every composed
-    design can need, through ``pool`` (a concurrent.futures executor); cached by content hash."""
+                 max_pe: int, pool, levels: list[int] | None = None,
+                 alternatives: dict[str, tuple[GoldenModel, list[int]]] | None = None,
+                 own_types: dict[int, str] | None = None,
+                 extra_shifts: dict[str, set[int]] | None = None) -> Characterisation:
+    """Characterise every unit of ``golden`` at every lane level, the alternative heads
+    (head type -> (the variant's golden model, the exits it serves)), and the glue every
+    composed design can need, through ``pool`` (a concurrent.futures executor); cached by
+    content hash. ``extra_shifts`` are the alternative heads' decision-unit shifts."""
     import time
 
     start = time.perf_counter()
@@ -240,30 +255,46 @@ def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyPa
         raise EehwError("no hardware exit policy to characterise: use margin or max_softmax_pow2")
     levels = levels or lane_levels(max_simd, max_pe)
     base = plan_design(golden, "char", None, {}, max_simd, max_pe)
-    layers = [(s.name, s.in_n, s.out_n) for b in list(base.blocks) + list(base.heads.values())
-              for s in b.stages if isinstance(s, MvuStage)]
     blocks = [b.name for b in base.blocks]
     heads = {k: base.heads[k].name for k in base.exits}
+    # Sources of units: the config's own model (blocks and heads), then each variant's heads.
+    sources = [("", golden, set(blocks) | set(heads.values()), None)]
+    alt_heads: dict[int, dict[str, str]] = {}
+    for head, (vgolden, positions) in (alternatives or {}).items():
+        vbase = plan_design(vgolden, "char", None, {}, max_simd, max_pe)
+        names = {vbase.heads[p].name: f"{vbase.heads[p].name}:{head}" for p in positions}
+        for p in positions:
+            alt_heads.setdefault(p, {})[head] = names[vbase.heads[p].name]
+        sources.append((head, vgolden, set(names), names))
     options: dict[str, list[UnitOption]] = {name: [] for name in blocks + list(heads.values())}
+    for _, _, _, names in sources[1:]:
+        options.update({unit: [] for unit in names.values()})
     jobs: dict[str, tuple] = {}  # cache key -> synth_job arguments
     wanted: list[tuple[UnitOption, str]] = []
     margin = PolicyParams(PolicyName.MARGIN)
     with tempfile.TemporaryDirectory(prefix="eehw-char-rtl-", dir=_tmp_root()) as tmp:
-        for lanes in levels:
-            foldings = {name: layer_folding(n_in, n_out, lanes, max_simd, max_pe) for name, n_in, n_out in layers}
-            plan = plan_design(golden, f"char{lanes}", None, foldings, max_simd, max_pe)
-            out_dir = Path(tmp) / f"l{lanes}"
-            generate(plan, margin, out_dir, golden.exits)
-            for hw in list(plan.blocks) + [plan.heads[k] for k in plan.exits]:
-                fold = {s.name: (s.folding.simd, s.folding.pe) for s in hw.stages if isinstance(s, MvuStage)}
-                if any(o.folding == fold for o in options[hw.name]):
-                    continue
-                files = _block_files(hw, out_dir)
-                key = _job_key(hw.module, files, board.family)
-                option = UnitOption(hw.name, lanes, fold, hw.ii, block_latency(hw), {}, hw)
-                options[hw.name].append(option)
-                wanted.append((option, key))
-                jobs.setdefault(key, (hw.module, files, board.family))
+        for tag, src, keep, rename in sources:
+            src_base = plan_design(src, "char", None, {}, max_simd, max_pe)
+            layers = [(s.name, s.in_n, s.out_n) for b in list(src_base.blocks) + list(src_base.heads.values())
+                      for s in b.stages if isinstance(s, MvuStage)]
+            for lanes in levels:
+                foldings = {name: layer_folding(n_in, n_out, lanes, max_simd, max_pe) for name, n_in, n_out in layers}
+                plan = plan_design(src, f"char{lanes}", None, foldings, max_simd, max_pe)
+                out_dir = Path(tmp) / f"{tag or 'own'}-l{lanes}"
+                generate(plan, margin, out_dir, src.exits)
+                for hw in list(plan.blocks) + [plan.heads[k] for k in plan.exits]:
+                    if hw.name not in keep:
+                        continue
+                    unit = rename[hw.name] if rename else hw.name
+                    fold = {s.name: (s.folding.simd, s.folding.pe) for s in hw.stages if isinstance(s, MvuStage)}
+                    if any(o.folding == fold for o in options[unit]):
+                        continue
+                    files = _block_files(hw, out_dir)
+                    key = _job_key(hw.module, files, board.family)
+                    option = UnitOption(unit, lanes, fold, hw.ii, block_latency(hw), {}, hw)
+                    options[unit].append(option)
+                    wanted.append((option, key))
+                    jobs.setdefault(key, (hw.module, files, board.family))
     # Glue: decision units per policy and exit, forks and gates per width (and depth), merges per exit count.
     formats = {}
     glue_jobs: dict[str, str] = {}
@@ -271,10 +302,11 @@ def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyPa
     for name, params in policies.items():
         fmt = DecisionFormat(PolicyName(name), final_head.out_n, final_head.out_w, params.frac_bits)
         formats[name] = fmt
-        for k, position in enumerate(base.exits):
+        shifts = {params.shift(k) for k in range(len(base.exits))} | set((extra_shifts or {}).get(name, ()))
+        for shift in sorted(shifts):
             for is_final in (False, True):
-                key = decision_key(fmt, name, params.shift(k), is_final)
-                files = decision_files(fmt, params.shift(k), is_final)
+                key = decision_key(fmt, name, shift, is_final)
+                files = decision_files(fmt, shift, is_final)
                 glue_jobs[key] = _job_key("eehw_char_top", files, board.family)
                 jobs.setdefault(glue_jobs[key], ("eehw_char_top", files, board.family))
     dec_widths = sorted({fmt.dec_w for fmt in formats.values()})
@@ -284,7 +316,8 @@ def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyPa
         files = fork_files(width)
         glue_jobs[key] = _job_key("eehw_char_top", files, board.family)
         jobs.setdefault(glue_jobs[key], ("eehw_char_top", files, board.family))
-        depths = {gate_depth_bucket(_depth(h, b)) for h in options[heads[position]] for b in options[blocks[position]]}
+        units = [heads[position], *alt_heads.get(position, {}).values()]
+        depths = {gate_depth_bucket(_depth(h, b)) for u in units for h in options[u] for b in options[blocks[position]]}
         for dec_w in dec_widths:
             for depth in sorted(depths):
                 key = Characterisation.gate_key(width, dec_w, depth)
@@ -321,7 +354,8 @@ def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyPa
     for opts in options.values():
         opts.sort(key=lambda o: o.lanes)
     return Characterisation(blocks, heads, options, glue, dict(policies), formats, synthesised=len(todo),
-                            cached=len(jobs) - len(todo), seconds=time.perf_counter() - start)
+                            cached=len(jobs) - len(todo), seconds=time.perf_counter() - start, alt_heads=alt_heads,
+                            own_types=dict(own_types or {}))
 
 
 def _depth(head: UnitOption, block: UnitOption) -> int:

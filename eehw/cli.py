@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-throughput", type=float, metavar="SAMPLES_PER_S",
                    help="throughput floor in samples per second at the board clock")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                   help="run characterisation and validation jobs on this Dask scheduler (default: local processes)")
+                   help="run characterisation and validation jobs on this Dask scheduler (default: the config's "
+                        "dse.scheduler, else local processes)")
     p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
     p.add_argument("--validate", type=int, default=3, metavar="N",
                    help="top designs generated, simulated whole and synthesised (default: 3)")

@@ -109,6 +109,15 @@ class HardwareConfig:
 
 
 @dataclass(frozen=True)
+class DseConfig:
+    """`eehw dse` settings kept with the model (command-line flags override them)."""
+
+    heads: tuple[HeadType, ...] = ()  # alternative head types per early exit, trained IC-only on the frozen backbone
+    head_epochs: int | None = None  # epochs for those heads (default: training.epochs)
+    scheduler: str | None = None  # Dask scheduler address (tcp://HOST:PORT) for characterisation and validation
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     seed: int
@@ -117,6 +126,7 @@ class Config:
     training: TrainingConfig
     policy: PolicyConfig
     hardware: HardwareConfig = HardwareConfig()
+    dse: DseConfig = DseConfig()
     source: Path = field(default=Path("."), compare=False)
 
     @property
@@ -180,7 +190,7 @@ def load_config(name_or_path: str | Path) -> Config:
 def parse_config(raw: Any, source: Path) -> Config:
     ctx = _Reader(source)
     top = ctx.mapping(raw, "", required=("data", "model"),
-                      optional=("name", "seed", "training", "policy", "hardware"))
+                      optional=("name", "seed", "training", "policy", "hardware", "dse"))
     data = ctx.mapping(top["data"], "data", required=("name",), optional=None)
     if data["name"] not in DATASETS:
         ctx.fail("data.name", f"unknown dataset '{data['name']}'; valid: {', '.join(DATASETS)}")
@@ -192,6 +202,7 @@ def parse_config(raw: Any, source: Path) -> Config:
         training=_parse_training(ctx, top.get("training", {})),
         policy=_parse_policy(ctx, top.get("policy", {})),
         hardware=_parse_hardware(ctx, top.get("hardware", {})),
+        dse=_parse_dse(ctx, top.get("dse", {}), top["model"]),
         source=source,
     )
 
@@ -320,6 +331,25 @@ def _parse_hardware(ctx: _Reader, raw: Any) -> HardwareConfig:
         max_pe=ctx.integer(h.get("max_pe", 4), "hardware.max_pe", minimum=1),
         folding=tuple(folding),
     )
+
+
+def _parse_dse(ctx: _Reader, raw: Any, model: Any) -> DseConfig:
+    d = ctx.mapping(raw, "dse", required=(), optional=("heads", "head_epochs", "scheduler"))
+    heads = d.get("heads", [])
+    if not isinstance(heads, list):
+        ctx.fail("dse.heads", f"must be a list of head types ({', '.join(h.value for h in HeadType)})")
+    types = tuple(dict.fromkeys(ctx.enum(HeadType, h, "dse.heads") for h in heads))
+    if isinstance(model, dict) and model.get("backbone") == Backbone.MLP.value and any(h != HeadType.LINEAR for h in types):
+        ctx.fail("dse.heads", "an mlp backbone takes only 'linear' heads")
+    if isinstance(model, dict) and model.get("factory") and types:
+        ctx.fail("dse.heads", "alternative heads are built from the YAML model description; a factory model has none")
+    epochs = d.get("head_epochs")
+    scheduler = d.get("scheduler")
+    if scheduler is not None and not (isinstance(scheduler, str) and scheduler.startswith("tcp://")):
+        ctx.fail("dse.scheduler", f"must be a Dask scheduler address tcp://HOST:PORT, got {scheduler!r}")
+    return DseConfig(heads=types,
+                     head_epochs=None if epochs is None else ctx.integer(epochs, "dse.head_epochs", minimum=1),
+                     scheduler=scheduler)
 
 
 class _Reader:

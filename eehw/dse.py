@@ -41,6 +41,7 @@ import numpy as np
 from eehw.board import Board
 from eehw.characterise import RESOURCE_KEYS, Characterisation, gate_depth_bucket
 from eehw.errors import EehwError
+from eehw.head_variants import assembled_golden, own_heads, train_alternatives
 from eehw.paths import cache_dir
 from eehw.policies import PolicyName, PolicyParams, calibrate_shift, decide
 from eehw.rtl import FORK_LATENCY, GATE_LATENCY, MERGE_LATENCY, buffer_depth
@@ -77,6 +78,10 @@ class ExitConfig:
     accuracy: float
     val_accuracy: float
     exit_fractions: np.ndarray  # per kept exit, test set
+    heads: tuple[str | None, ...] = ()  # head type per kept exit; None (or nothing) = the config's own
+
+    def head(self, k: int) -> str | None:
+        return self.heads[k] if k < len(self.heads) else None
 
     @property
     def reach(self) -> dict[int, float]:
@@ -111,6 +116,23 @@ def cached_logits(cfg, data, golden) -> dict[str, list[np.ndarray] | np.ndarray]
     return {"val": z_val, "test": z_test, "y_val": data.y_val, "y_test": data.y_test}
 
 
+@dataclass
+class HeadLogits:
+    """An alternative head at one exit: its cached integer logits, their exponent and, per
+    hardware policy, its calibrated max_softmax_pow2 shift."""
+
+    val: np.ndarray
+    test: np.ndarray
+    exp: int
+    shifts: dict[str, int]
+
+
+def policy_shift(cfg, z_val: np.ndarray, y_val: np.ndarray, name: str) -> int:
+    if name == "max_softmax_pow2" and cfg.policy.calibrate:
+        return calibrate_shift(z_val, y_val, cfg.policy.frac_bits)
+    return 0
+
+
 def hardware_policies(cfg, logits, names=HARDWARE_POLICY_NAMES) -> dict[str, PolicyParams]:
     """The hardware decision policies with their per-exit constants calibrated on validation."""
     out = {}
@@ -120,9 +142,22 @@ def hardware_policies(cfg, logits, names=HARDWARE_POLICY_NAMES) -> dict[str, Pol
         if name == "margin":
             out[name] = PolicyParams(PolicyName.MARGIN, frac_bits=cfg.policy.frac_bits)
         else:
-            fb = cfg.policy.frac_bits
-            shifts = tuple(calibrate_shift(z, logits["y_val"], fb) if cfg.policy.calibrate else 0 for z in logits["val"])
-            out[name] = PolicyParams(PolicyName.MAX_SOFTMAX_POW2, shifts=shifts, frac_bits=fb)
+            shifts = tuple(policy_shift(cfg, z, logits["y_val"], name) for z in logits["val"])
+            out[name] = PolicyParams(PolicyName.MAX_SOFTMAX_POW2, shifts=shifts, frac_bits=cfg.policy.frac_bits)
+    return out
+
+
+def alternative_logits(cfg, choices, data, policies) -> dict[int, dict[str, HeadLogits]]:
+    """Cached logits of every alternative head (``eehw.head_variants``), by exit and head type."""
+    out: dict[int, dict[str, HeadLogits]] = {}
+    for head, variant in choices.variants.items():
+        logits = cached_logits(variant.cfg, data, variant.golden)
+        for p in variant.positions:
+            i = variant.golden.exits.index(p)
+            zv = logits["val"][i]
+            out.setdefault(p, {})[head] = HeadLogits(
+                zv, logits["test"][i], variant.golden.logit_exps[i],
+                {name: policy_shift(cfg, zv, logits["y_val"], name) for name in policies})
     return out
 
 
@@ -132,11 +167,28 @@ def kept_params(params: PolicyParams, exits: list[int], positions) -> PolicyPara
                         frac_bits=params.frac_bits)
 
 
+def _with_heads(params: PolicyParams, exits: list[int], assignment: dict[int, HeadLogits]) -> PolicyParams:
+    """``params`` over every candidate exit, with the shifts of the assigned alternative heads."""
+    if params.name != PolicyName.MAX_SOFTMAX_POW2 or not assignment:
+        return params
+    shifts = tuple(assignment[p].shifts[params.name.value] if p in assignment else params.shift(i)
+                   for i, p in enumerate(exits))
+    return PolicyParams(params.name, shifts=shifts, frac_bits=params.frac_bits)
+
+
+def head_assignments(subset, alternatives) -> list[dict[int, str]]:
+    """Every choice of head type at the exits of ``subset`` ({} = the config's own everywhere)."""
+    per_exit = [[None, *sorted(alternatives.get(p, {}))] for p in subset]
+    return [{p: h for p, h in zip(subset, combo) if h is not None} for combo in itertools.product(*per_exit)]
+
+
 def exit_configs(exits: list[int], exps: list[int], logits, policies: dict[str, PolicyParams],
-                 drop_levels: tuple[float, ...] = DROP_LEVELS_PP) -> list[ExitConfig]:
-    """Every subset of early exits x hardware policy x accuracy target, thresholds chosen on
-    validation. A subset whose thresholds disable one of its exits is dropped (the smaller
-    subset is the same design minus a useless head)."""
+                 drop_levels: tuple[float, ...] = DROP_LEVELS_PP,
+                 alternatives: dict[int, dict[str, HeadLogits]] | None = None) -> list[ExitConfig]:
+    """Every subset of early exits x head type per kept exit x hardware policy x accuracy
+    target, thresholds chosen on validation. A subset whose thresholds disable one of its
+    exits is dropped (the smaller subset is the same design minus a useless head)."""
+    alternatives = alternatives or {}
     final = exits[-1]
     y_val, y_test = logits["y_val"], logits["y_test"]
     configs: list[ExitConfig] = []
@@ -144,25 +196,30 @@ def exit_configs(exits: list[int], exps: list[int], logits, policies: dict[str, 
     for r in range(len(exits)):
         for subset in itertools.combinations(exits[:-1], r):
             positions = (*subset, final)
-            idx = [exits.index(p) for p in positions]
-            zv, zt, ex = [logits["val"][i] for i in idx], [logits["test"][i] for i in idx], [exps[i] for i in idx]
-            for name, params in policies.items():
-                kp = kept_params(params, exits, positions)
-                levels = drop_levels if subset else (None,)
-                for drop in levels:
-                    thresholds = () if not subset else tuple(select_target(kp, zv, ex, y_val, drop))
-                    if any(t is None for t in thresholds):
-                        continue
-                    key = (positions, name, thresholds)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    e_test, p_test = decide(kp, zt, ex, list(thresholds))
-                    _, p_val = decide(kp, zv, ex, list(thresholds))
-                    fractions = np.bincount(e_test, minlength=len(positions)) / len(e_test)
-                    configs.append(ExitConfig(positions, name, params, thresholds, drop,
-                                              float((p_test == y_test).mean()), float((p_val == y_val).mean()),
-                                              fractions))
+            for heads in head_assignments(subset, alternatives):
+                assigned = {p: alternatives[p][h] for p, h in heads.items()}
+                idx = [exits.index(p) for p in positions]
+                zv = [assigned[p].val if p in assigned else logits["val"][i] for p, i in zip(positions, idx)]
+                zt = [assigned[p].test if p in assigned else logits["test"][i] for p, i in zip(positions, idx)]
+                ex = [assigned[p].exp if p in assigned else exps[i] for p, i in zip(positions, idx)]
+                for name, own in policies.items():
+                    params = _with_heads(own, exits, assigned)
+                    kp = kept_params(params, exits, positions)
+                    levels = drop_levels if subset else (None,)
+                    for drop in levels:
+                        thresholds = () if not subset else tuple(select_target(kp, zv, ex, y_val, drop))
+                        if any(t is None for t in thresholds):
+                            continue
+                        key = (positions, tuple(sorted(heads.items())), name, thresholds)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        e_test, p_test = decide(kp, zt, ex, list(thresholds))
+                        _, p_val = decide(kp, zv, ex, list(thresholds))
+                        fractions = np.bincount(e_test, minlength=len(positions)) / len(e_test)
+                        configs.append(ExitConfig(positions, name, params, thresholds, drop,
+                                                  float((p_test == y_test).mean()), float((p_val == y_val).mean()),
+                                                  fractions, tuple(heads.get(p) for p in positions)))
     return configs
 
 
@@ -181,7 +238,7 @@ class Composer:
 
     def __post_init__(self):
         c, ec = self.char, self.ec
-        self.units = c.blocks[: ec.positions[-1] + 1] + [c.heads[p] for p in ec.positions]
+        self.units = c.blocks[: ec.positions[-1] + 1] + [c.head_unit(p, ec.head(k)) for k, p in enumerate(ec.positions)]
         r = ec.reach
         self.reach = [r[b] for b in range(ec.positions[-1] + 1)] + [r[p] for p in ec.positions]
         if len(c.blocks) != ec.positions[-1] + 1:
@@ -214,7 +271,9 @@ class Composer:
         d = fmt.latency
         # Glue: a decision unit per exit, the merge, and a fork + conditional buffer per early exit.
         last = len(ec.positions) - 1
-        glue = [c.glue[c.decision_key(ec.policy, p, k == last)] for k, p in enumerate(ec.positions)]
+        exits = list(c.heads)
+        glue = [c.glue[c.decision_key(ec.policy, ec.params.shift(exits.index(p)), k == last)]
+                for k, p in enumerate(ec.positions)]
         glue.append(c.glue[c.merge_key(len(ec.positions), fmt.dec_w)])
         for p in ec.positions[:-1]:
             glue.append(c.glue[c.fork_key(self._feat_w(p))])
@@ -223,7 +282,7 @@ class Composer:
                 res[r] += g[r]
         for k, p in enumerate(ec.positions[:-1]):
             h, b = n_blocks + k, p
-            depth = self._depth_table(p)  # (head options, block options) -> bucketed depth
+            depth = self._depth_table(p, self.units[h])  # (head options, block options) -> bucketed depth
             keys = np.array([[c.gate_key(self._feat_w(p), fmt.dec_w, depth[i, j])
                               for j in range(depth.shape[1])] for i in range(depth.shape[0])])
             for r in RESOURCE_KEYS:
@@ -248,8 +307,8 @@ class Composer:
     def _feat_w(self, position: int) -> int:
         return self.char.options[self.char.blocks[position]][0].hw.out_bits
 
-    def _depth_table(self, position: int) -> np.ndarray:
-        heads = self.char.options[self.char.heads[position]]
+    def _depth_table(self, position: int, head_unit: str) -> np.ndarray:
+        heads = self.char.options[head_unit]
         blocks = self.char.options[self.char.blocks[position]]
         return np.array([[gate_depth_bucket(buffer_depth(h.hw, b.hw)) for b in blocks] for h in heads])
 
@@ -323,6 +382,7 @@ class SearchResult:
                                                      *RESOURCE_KEYS)}
         return {
             "candidate": i, "exits": list(ec.positions), "policy": ec.policy, "thresholds": list(ec.thresholds),
+            "heads": [comp.char.head_type(p, ec.head(k)) for k, p in enumerate(ec.positions)],
             "drop_pp": ec.drop_pp, "val_accuracy": ec.val_accuracy,
             "exit_fractions": [float(f) for f in ec.exit_fractions],
             "folding": {k: list(v) for k, v in comp.foldings(choice).items()},
@@ -425,7 +485,7 @@ def top_designs(result: SearchResult, n: int) -> list[int]:
     out, seen = [], set()
     for i in result.ranked:
         d = result.design(i)
-        key = (tuple(d["exits"]), d["policy"], json.dumps(d["folding"], sort_keys=True))
+        key = (tuple(d["exits"]), tuple(d["heads"]), d["policy"], json.dumps(d["folding"], sort_keys=True))
         if key in seen:
             continue
         seen.add(key)
@@ -437,13 +497,16 @@ def top_designs(result: SearchResult, n: int) -> list[int]:
 
 def baseline_ratios(result: SearchResult) -> dict:
     """The early-exit designs against the no-exit baseline (predicted figures), each at no more
-    than EQUAL_ACCURACY_PP points below the baseline's accuracy and within the board budget:
-    throughput at equal LUTs, LUTs at equal throughput, mean latency."""
+    than EQUAL_ACCURACY_PP points below the baseline's accuracy, within the board budget and
+    the worst-case latency ceiling: throughput at equal LUTs, LUTs at equal throughput, mean
+    latency."""
     t = result.table
     if result.baseline is None:
         return {}
     b = result.baseline
     ee = result.fits & (t["early_exits"] > 0) & (t["accuracy"] >= t["accuracy"][b] - EQUAL_ACCURACY_PP / 100 - 1e-12)
+    if result.max_worst_latency is not None:
+        ee &= t["worst_latency"] <= result.max_worst_latency
     out = {"baseline": b, "accuracy_tolerance_pp": EQUAL_ACCURACY_PP}
 
     def pick(mask, key, sign):
@@ -514,7 +577,7 @@ def compare_predicted(design: dict, measured: dict) -> dict:
 
 
 def design_id(d: dict) -> str:
-    text = json.dumps({k: d[k] for k in ("exits", "policy", "folding")}, sort_keys=True)
+    text = json.dumps({k: d[k] for k in ("exits", "heads", "policy", "folding")}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
@@ -547,6 +610,10 @@ def run(config, board: str = "pynq-z2", *, constraints: Constraints | None = Non
     seconds["train_evaluate"] = time.perf_counter() - start
     logits = cached_logits(cfg, d.data, golden)
     pols = hardware_policies(cfg, logits, policies or HARDWARE_POLICY_NAMES)
+    t0 = time.perf_counter()
+    choices = train_alternatives(cfg, d.data, d.trained, golden)
+    alternatives = alternative_logits(cfg, choices, d.data, pols)
+    seconds["alternative_heads"] = time.perf_counter() - t0
     constraints = constraints or Constraints()
     final_acc = float((np.argmax(logits["test"][-1], axis=1) == logits["y_test"]).mean())
     if constraints.min_accuracy is None:
@@ -556,11 +623,14 @@ def run(config, board: str = "pynq-z2", *, constraints: Constraints | None = Non
     levels = levels or lane_levels(hw.max_simd, hw.max_pe)
     out_dir = dse_dir(brd.name, cfg.name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with executor(scheduler, workers) as pool:
+    with executor(scheduler or cfg.dse.scheduler, workers) as pool:
         t0 = time.perf_counter()
-        configs = exit_configs(golden.exits, golden.logit_exps, logits, pols, drops)
+        configs = exit_configs(golden.exits, golden.logit_exps, logits, pols, drops, alternatives)
         seconds["exit_configurations"] = time.perf_counter() - t0
-        char = characterise(golden, brd, pols, max_simd=hw.max_simd, max_pe=hw.max_pe, pool=pool, levels=levels)
+        extra_shifts = {name: {h.shifts[name] for per in alternatives.values() for h in per.values()} for name in pols}
+        char = characterise(golden, brd, pols, max_simd=hw.max_simd, max_pe=hw.max_pe, pool=pool, levels=levels,
+                            alternatives={t: (v.golden, v.positions) for t, v in choices.variants.items()},
+                            own_types=own_heads(cfg), extra_shifts=extra_shifts)
         seconds["characterisation"] = char.seconds
         with progress() as bar:
             result = search(char, configs, brd, constraints, objective, limit, bar)
@@ -577,14 +647,14 @@ def run(config, board: str = "pynq-z2", *, constraints: Constraints | None = Non
         extra = [r["candidate"] for k, r in ratios.items() if isinstance(r, dict) and validate_ratio_designs]
         to_run = list(dict.fromkeys([*picks, result.baseline, *extra]))
         designs = {i: result.design(i) for i in to_run}
-        head_types = {e.after: e.head.value for e in cfg.model.exits}
-        for des in designs.values():
-            des["heads"] = [head_types.get(p, golden.heads[p].name) for p in des["exits"]]
         jobs = []
         for i, des in designs.items():
             ident = "baseline" if i == result.baseline else f"{des['policy']}-{design_id(des)}"
             des["id"] = ident
-            jobs.append((i, (golden, f"{cfg.name}_dse_{i}", des["exits"], pols[des["policy"]], des["thresholds"],
+            heads = dict(zip(des["exits"], des["heads"]))
+            params = result.configs[int(result.table["config"][i])].params
+            jobs.append((i, (assembled_golden(choices, heads), f"{cfg.name}_dse_{i}", des["exits"], params,
+                             des["thresholds"],
                              des["folding"], hw.max_simd, hw.max_pe, d.data.x_test, str(out_dir / "designs" / ident),
                              brd.family)))
         t0 = time.perf_counter()
@@ -629,7 +699,11 @@ def run(config, board: str = "pynq-z2", *, constraints: Constraints | None = Non
                    "within_budget": int(result.fits.sum()), "feasible": int(result.feasible.sum()),
                    "pareto": int(len(result.pareto)), "methods": methods, "exhaustive_limit": limit,
                    "lambdas": [None if math.isinf(x) else float(x) for x in LAMBDAS],
-                   "policies": list(pols), "accuracy_targets_pp": list(drops), "seconds": result.seconds},
+                   "policies": list(pols), "accuracy_targets_pp": list(drops), "seconds": result.seconds,
+                   "head_types": {str(p): choices.types(p) for p in golden.exits[:-1]}},
+        "alternative_heads": {t: {"positions": v.positions, "training_seconds": v.trained.seconds,
+                                  "cached": v.trained.cached, "checkpoint": str(v.trained.checkpoint)}
+                              for t, v in choices.variants.items()},
         "chosen": chosen,
         "baseline": baseline,
         "validated": [designs[i] for i in to_run],
@@ -637,12 +711,12 @@ def run(config, board: str = "pynq-z2", *, constraints: Constraints | None = Non
         "pareto": [_point(result, i) for i in result.pareto[:500]],
         "seconds": seconds,
     }
+    chosen_params = result.configs[int(result.table["config"][picks[0]])].params
     chosen_file = {"config": cfg.name, "board": brd.name, "training_hash": cfg.training_hash(),
-                   "exits": chosen["exits"], "thresholds": chosen["thresholds"], "folding": chosen["folding"],
-                   "baseline_folding": baseline["folding"],
-                   "policy": {"name": chosen["policy"], "shifts": list(pols[chosen["policy"]].shifts)
-                              if pols[chosen["policy"]].shifts else None,
-                              "frac_bits": pols[chosen["policy"]].frac_bits}}
+                   "exits": chosen["exits"], "heads": chosen["heads"], "thresholds": chosen["thresholds"],
+                   "folding": chosen["folding"], "baseline_folding": baseline["folding"],
+                   "policy": {"name": chosen["policy"], "shifts": list(chosen_params.shifts)
+                              if chosen_params.shifts else None, "frac_bits": chosen_params.frac_bits}}
     (out_dir / "chosen.json").write_text(json.dumps(chosen_file, indent=2))
     report["paths"] = [str(p) for p in write_reports(report, out_dir, result)]
     return report
@@ -668,4 +742,5 @@ def _point(result: SearchResult, i: int) -> dict:
     ec = result.configs[int(t["config"][i])]
     return {"candidate": int(i), "accuracy": float(t["accuracy"][i]), "mean_latency": float(t["mean_latency"][i]),
             "throughput": float(t["throughput"][i]), "LUT": float(t["LUT"][i]), "exits": list(ec.positions),
-            "policy": ec.policy}
+            "heads": [result.composers[int(t["config"][i])].char.head_type(p, ec.head(k))
+                      for k, p in enumerate(ec.positions)], "policy": ec.policy}

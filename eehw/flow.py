@@ -52,6 +52,17 @@ def step_data(d: Design) -> None:
 
 def step_train(d: Design) -> None:
     d.trained = train(d.cfg, d.data, force=d.force_train)
+    d.dse_choice = _load_dse_choice(d)
+    heads = _chosen_heads(d)
+    if heads:
+        # `eehw dse` chose alternative head types: the same backbone with those heads (their
+        # IC-only checkpoints are cached by the DSE; trained here if missing).
+        from eehw.export import export_golden
+        from eehw.head_variants import assemble, train_alternatives
+
+        golden = export_golden(d.trained.model, torch.from_numpy(d.data.x_train[:2]))
+        choices = train_alternatives(d.cfg, d.data, d.trained, golden)
+        d.cfg, d.trained = assemble(choices, d.data, heads)
 
 
 def step_golden(d: Design) -> None:
@@ -69,7 +80,6 @@ def step_evaluate(d: Design) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(d.evaluation, indent=2))
     tmp.replace(path)
-    d.dse_choice = _load_dse_choice(d)
 
 
 def _load_dse_choice(d: Design) -> dict | None:
@@ -83,6 +93,16 @@ def _load_dse_choice(d: Design) -> dict | None:
     if choice.get("training_hash") != d.cfg.training_hash() or choice.get("board") != d.board.name:
         return None
     return choice
+
+
+def _chosen_heads(d: Design) -> dict[int, str]:
+    """Head types the DSE chose that differ from the config's (exit position -> type)."""
+    from eehw.head_variants import own_heads
+
+    if not d.dse_choice or not d.dse_choice.get("heads"):
+        return {}
+    own = own_heads(d.cfg)
+    return {p: h for p, h in zip(d.dse_choice["exits"], d.dse_choice["heads"]) if h != own.get(p)}
 
 
 def _policy(d: Design):
@@ -175,6 +195,7 @@ def step_synthesise(d: Design) -> None:
 
 
 def step_report(d: Design) -> None:
+    from eehw.head_variants import own_heads
     from eehw.report import write_reports
 
     ee, base = d.measured["early_exit"], d.measured["baseline"]
@@ -186,7 +207,7 @@ def step_report(d: Design) -> None:
     for k, idx in enumerate(kept):
         e = d.evaluation["exits"][idx]
         leaves = ee["exit_index"] == k
-        exits.append({"position": e["position"], "policy": policy,
+        exits.append({"position": e["position"], "head": own_heads(d.cfg).get(e["position"]), "policy": policy,
                       "threshold": thresholds[k] if k < len(kept) - 1 else None,
                       "exit_rate": float(leaves.mean()), "accuracy": e["accuracy"],
                       "exited_accuracy": float((ee["predictions"][leaves] == y[leaves]).mean()) if leaves.any() else None})

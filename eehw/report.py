@@ -72,12 +72,13 @@ def to_markdown(report: dict) -> str:
         "|---|---:|---:|---:|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _rows(report)]
-    lines += ["", "## Exits", "", "| exit | block | policy | threshold | exit rate | accuracy of exited | head accuracy |",
-              "|---:|---:|---|---:|---:|---:|---:|"]
+    lines += ["", "## Exits", "",
+              "| exit | block | head | policy | threshold | exit rate | accuracy of exited | head accuracy |",
+              "|---:|---:|---|---|---:|---:|---:|---:|"]
     for k, e in enumerate(report["exits"]):
         thr = "final" if e["threshold"] is None else e["threshold"]
         exited = "-" if e["exited_accuracy"] is None else f"{e['exited_accuracy'] * 100:.2f} %"
-        lines.append(f"| {k} | {e['position']} | {e['policy']} | {thr} | {e['exit_rate'] * 100:.2f} % | {exited} | "
+        lines.append(f"| {k} | {e['position']} | {e.get('head') or '-'} | {e['policy']} | {thr} | {e['exit_rate'] * 100:.2f} % | {exited} | "
                      f"{e['accuracy'] * 100:.2f} % |")
     lines += ["", "## Resources per block (Yosys, out of context)", "", "| block | LUT | FF | CARRY4 | DSP | BRAM18 |",
               "|---|---:|---:|---:|---:|---:|"]

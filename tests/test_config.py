@@ -15,6 +15,8 @@ def test_shipped_configs_parse():
     m1d = load_config("mnist1d_cnn")
     assert [e.head for e in m1d.model.exits] == [HeadType.CONV_POOL_LINEAR, HeadType.POOL_LINEAR,
                                                    HeadType.LINEAR, HeadType.LINEAR]
+    assert m1d.dse.heads == (HeadType.LINEAR, HeadType.POOL_LINEAR, HeadType.CONV_POOL_LINEAR)
+    assert mlp.dse.heads == () and mlp.dse.scheduler is None
 
 
 def test_final_head_is_added_and_hash_tracks_training(tmp_path):
@@ -45,6 +47,12 @@ BAD = [
     ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\npolicy: {name: vibes}\n", "unknown policy 'vibes'"),
     ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\npolicy: {mode: budgeted}\n", "needs max_cost"),
     ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8], weight_bits: 1}\n", "must be >= 2"),
+    ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\ndse: {heads: [pool_linear]}\n",
+     "dse.heads: an mlp backbone takes only 'linear' heads"),
+    ("data: {name: digits}\nmodel: {backbone: cnn2d, widths: [8]}\ndse: {heads: [mlp]}\n", "dse.heads: unknown value 'mlp'"),
+    ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\ndse: {scheduler: localhost}\n",
+     "dse.scheduler: must be a Dask scheduler address"),
+    ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\ndse: {head_epochs: 0}\n", "dse.head_epochs"),
 ]
 
 

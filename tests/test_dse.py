@@ -199,7 +199,10 @@ def test_baseline_ratios_compare_like_with_like():
     base = np.flatnonzero(t["early_exits"] == 0)
     assert t["throughput"][b] == t["throughput"][base].max()
     r = dse.baseline_ratios(result)
+    # Like with like: within 0.5 pp of the baseline's accuracy, in budget, and no design the
+    # search itself would refuse (final path at most twice the baseline's, the default ceiling).
     ok = (t["early_exits"] > 0) & (t["accuracy"] >= t["accuracy"][b] - 0.005 - 1e-12) & result.fits
+    ok &= t["worst_latency"] <= 2 * t["worst_latency"][b]
     assert ok.any() and not ok.all()
 
     def expect(mask, value):
@@ -280,27 +283,14 @@ def test_flow_builds_the_chosen_design(tiny_dse):
     assert folds == report["baseline"]["folding"]
 
 
-class _FakeExecutor:
-    """Runs nothing: every 'synthesis' returns figures derived from the module text length."""
-
-    def submit(self, fn, top, files, family):
-        from concurrent.futures import Future
-
-        f = Future()
-        size = sum(len(t) for t in files.values())
-        f.set_result({"LUT": size % 997, "FF": size % 499, "DSP": 0, "BRAM18": 0})
-        return f
-
-
-def test_characterisation_covers_every_policy_exit_and_folding(tiny_dse_config, tmp_path, monkeypatch):
+def test_characterisation_covers_every_policy_exit_and_folding(tiny_dse_config, fake_synth_pool):
     from eehw.characterise import characterise
 
     d = flow.run(tiny_dse_config, stop_after="evaluate")
     logits = dse.cached_logits(d.cfg, d.data, d.golden)
     pols = dse.hardware_policies(d.cfg, logits)
     assert set(pols) == {"margin", "max_softmax_pow2"}
-    monkeypatch.setenv("EEHW_CACHE_DIR", str(tmp_path / "fake-cache"))  # keep fake figures out of the real cache
-    char = characterise(d.golden, _board(), pols, max_simd=4, max_pe=2, pool=_FakeExecutor())
+    char = characterise(d.golden, _board(), pols, max_simd=4, max_pe=2, pool=fake_synth_pool)
     # blocks.0 is 64 -> 16: lanes 1, 2, 4, 8 give (1,1), (2,1), (4,1), (4,2).
     assert [o.folding["blocks.0.2"] for o in char.options["blocks.0"]] == [(1, 1), (2, 1), (4, 1), (4, 2)]
     assert [o.ii for o in char.options["blocks.0"]] == [64 * 16, 64 * 16 // 2, 64 * 16 // 4, 64 * 16 // 8]
@@ -335,3 +325,26 @@ def test_default_worst_case_ceiling_is_twice_the_baselines():
     assert result.max_worst_latency == pytest.approx(limit)
     assert int(result.feasible.sum()) == sum(p[5] <= limit for p in points)
     assert any(p[5] > limit for p in points)  # the ceiling does cut something here
+
+
+def test_config_scheduler_reaches_the_executor(tiny_dse_config, tmp_path, monkeypatch):
+    """`dse: {scheduler: ...}` in the config is the default of --scheduler."""
+    from contextlib import contextmanager
+
+    path = tmp_path / "tiny_dse.yaml"
+    path.write_text(tiny_dse_config.read_text() + "dse: {scheduler: 'tcp://192.0.2.1:8786'}\n")
+    seen = []
+
+    @contextmanager
+    def fake_executor(scheduler=None, workers=None):
+        seen.append(scheduler)
+        raise RuntimeError("stop before any job")
+        yield
+
+    monkeypatch.setattr("eehw.executor.executor", fake_executor)
+    with pytest.raises(RuntimeError, match="stop before"):
+        dse.run(path, "pynq-z2", policies=("margin",))
+    assert seen == ["tcp://192.0.2.1:8786"]
+    with pytest.raises(RuntimeError, match="stop before"):
+        dse.run(path, "pynq-z2", policies=("margin",), scheduler="tcp://198.51.100.7:8786")
+    assert seen[-1] == "tcp://198.51.100.7:8786"
