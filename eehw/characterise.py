@@ -97,8 +97,9 @@ class Characterisation:
             return self.heads[position]
         return self.alt_heads[position][head]
 
-    def head_type(self, position: int, head: str | None = None) -> str | None:
-        return head or self.own_types.get(position)
+    def head_type(self, position: int, head: str | None = None) -> str:
+        """The head's type name (the unit name where the config's types are not known)."""
+        return head or self.own_types.get(position) or self.heads[position]
 
     def decision_key(self, policy: str, shift: int, final: bool) -> str:
         return decision_key(self.formats[policy], policy, shift, final)

@@ -68,6 +68,7 @@ def summary_rows(report: dict) -> list[tuple[str, str, str, str]]:
     cm, bm = c["measured"], b["measured"]
     rows = [
         ("exits", str(c["exits"]), str(b["exits"]), ""),
+        ("heads", ", ".join(c.get("heads", [])), ", ".join(b.get("heads", [])), ""),
         ("accuracy (test)", f"{c['predicted']['accuracy']:.2%}", f"{b['predicted']['accuracy']:.2%}", ""),
         ("mean latency (cycles)", _fmt(cm["latency_cycles"]["mean"], "{:,.1f}"), _fmt(bm["latency_cycles"]["mean"], "{:,.1f}"),
          f"{cm['latency_cycles']['mean'] / bm['latency_cycles']['mean']:.3f}x"),
@@ -102,7 +103,8 @@ def validation_rows(report: dict) -> list[list[str]]:
     for des in report["validated"]:
         e = des["errors"]
         m = des["measured"]["bit_exact"]
-        rows.append([des["id"], str(des["exits"]), des["policy"],
+        exits = ", ".join(f"{p} {h}" for p, h in zip(des["exits"], des.get("heads", [""] * len(des["exits"]))))
+        rows.append([des["id"], exits, des["policy"],
                      f"{e['mean_latency']['predicted']:,.1f} / {e['mean_latency']['measured']:,.1f}", _pct(e["mean_latency"]["error"]),
                      f"{e['worst_latency']['predicted']:,.0f} / {e['worst_latency']['measured']:,.0f}", _pct(e["worst_latency"]["error"]),
                      f"{e['throughput']['predicted']:.5f} / {e['throughput']['measured']:.5f}", _pct(e["throughput"]["error"]),
@@ -111,7 +113,7 @@ def validation_rows(report: dict) -> list[list[str]]:
     return rows
 
 
-VALIDATION_HEADER = ["design", "exits", "policy", "mean latency pred / meas", "err", "worst case pred / meas", "err",
+VALIDATION_HEADER = ["design", "exits (block head)", "policy", "mean latency pred / meas", "err", "worst case pred / meas", "err",
                      "throughput pred / meas", "err", "LUT pred / meas", "err", "golden mismatches"]
 
 
@@ -156,7 +158,7 @@ def to_markdown(report: dict) -> str:
         "",
     ]
     lines += _md_table(["", "chosen", "baseline", "ratio"], summary_rows(report))
-    lines += ["", f"Heads: {c.get('heads', '-')}; thresholds ({c['policy']}): {c['thresholds']}; folding (SIMD, PE): "
+    lines += ["", f"Thresholds ({c['policy']}): {c['thresholds']}; folding (SIMD, PE): "
               + ", ".join(f"{k} {tuple(v)}" for k, v in c["folding"].items()), ""]
     lines += ["## Ratios against the baseline", ""]
     lines += _md_table(["ratio", "predicted", "measured", "design"], ratio_rows(report))
@@ -165,8 +167,10 @@ def to_markdown(report: dict) -> str:
     rows = []
     for k, pos in enumerate(c["exits"]):
         thr = c["thresholds"][k] if k < len(c["thresholds"]) else "final"
-        rows.append([k, pos, thr, f"{c['exit_fractions'][k]:.2%}", "-" if meas is None else f"{meas[k]:.2%}"])
-    lines += _md_table(["exit", "after block", "threshold", "exit rate (predicted)", "exit rate (measured)"], rows)
+        head = c["heads"][k] if c.get("heads") else "-"
+        rows.append([k, pos, head, thr, f"{c['exit_fractions'][k]:.2%}", "-" if meas is None else f"{meas[k]:.2%}"])
+    lines += _md_table(["exit", "after block", "head", "threshold", "exit rate (predicted)", "exit rate (measured)"],
+                       rows)
     lines += ["", "## Predicted vs measured (whole designs, full test set)", ""]
     lines += _md_table(VALIDATION_HEADER, validation_rows(report))
     miss = misses(report)

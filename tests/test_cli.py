@@ -10,8 +10,10 @@ import pytest
 
 
 def _eehw(*args, cwd=None):
+    # The whole cold flow takes about 4 minutes on an idle 2-core machine; the timeout only
+    # catches a hang, with room for a loaded one.
     return subprocess.run([sys.executable, "-m", "eehw.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env=os.environ.copy(), timeout=600)
+                          cwd=cwd, env=os.environ.copy(), timeout=1800)
 
 
 @pytest.mark.parametrize("args,message", [
