@@ -228,8 +228,10 @@ class HwBlock:
 
     @property
     def ii(self) -> int:
-        """Cycles per sample of the slowest stage (a convolution's MVU runs once per position)."""
-        return max(s.ii * getattr(s, "positions", 1) for s in self.stages) if self.stages else 1
+        """Cycles per sample of the slowest stage. A convolution's MVU states its II per output
+        position and runs once per position; every other stage's II is already per sample (the
+        sliding window's is its number of positions, one window a cycle)."""
+        return max(s.ii * s.positions if isinstance(s, MvuStage) else s.ii for s in self.stages) if self.stages else 1
 
     @property
     def in_bits(self) -> int:

@@ -169,3 +169,27 @@ def test_bad_input_is_refused_with_one_line(faulty):
         simulate_block([faulty], "faulty_block", x, 8, 2, 8, False)  # 16 output bits from an 8-bit port
     with pytest.raises(EehwError, match="integers"):
         simulate_block([faulty], "faulty_block", x.astype(float), 8, 1, 8, False)
+
+
+TINY_WINDOW_BOUND = """
+name: tiny_window_bound
+seed: 0
+data: {name: digits}
+model: {backbone: cnn2d, widths: [4], kernel: 3, pool: [1], exits: []}
+training: {epochs: 1, batch_size: 256}
+hardware:
+  max_simd: 9
+  folding: {blocks.0.1: {simd: 9, pe: 4}}   # the conv MVU fully parallel: one position a cycle
+"""
+
+
+def test_conv_block_limited_by_its_sliding_window_measures_the_planned_ii(tmp_path):
+    """With a fully parallel MVU the sliding window (one window a cycle, 64 positions of the
+    8x8 map) is the slowest stage: the block takes 64 cycles a sample, as planned."""
+    path = tmp_path / "tiny_window_bound.yaml"
+    path.write_text(TINY_WINDOW_BOUND)
+    design = flow.run(path, board="pynq-z2", stop_after="rtl")
+    hw = design.rtl["early_exit"].plan.blocks[0]
+    assert {s.module: s.ii for s in hw.stages}["sliding_window"] == 64 and hw.ii == 64
+    result, expected = _run_block(design, hw)
+    _check(result, expected, hw)
