@@ -219,6 +219,25 @@ def test_baseline_ratios_compare_like_with_like():
     assert r["mean_latency_at_equal_accuracy"] is not None
 
 
+def test_ratios_respect_the_worst_case_ceiling_unless_asked_not_to():
+    char = _three_block_char()
+    configs = [_config(p, f, a) for p, f, a in CONFIGS]
+    free = dse.search(char, configs, _board(), dse.Constraints(max_worst_latency=1e9), "throughput")
+    t, b = free.table, free.baseline
+    ok = (t["early_exits"] > 0) & (t["accuracy"] >= t["accuracy"][b] - 0.005 - 1e-12) & free.fits
+    at_thr = ok & (t["throughput"] >= t["throughput"][b])
+    best = dse.baseline_ratios(free)["luts_at_equal_throughput"]["candidate"]
+    # A ceiling under the cheapest design at the baseline's throughput, above some other one.
+    limit = float(t["worst_latency"][at_thr & (t["worst_latency"] < t["worst_latency"][best])].max())
+    tight = dse.search(char, configs, _board(), dse.Constraints(max_worst_latency=limit), "throughput")
+    assert tight.baseline == b
+    within = at_thr & (t["worst_latency"] <= limit)
+    got = dse.baseline_ratios(tight)["luts_at_equal_throughput"]["ratio"]
+    assert got == pytest.approx(t["LUT"][within].min() / t["LUT"][b])
+    relaxed = dse.baseline_ratios(tight, ceiling=False)["luts_at_equal_throughput"]
+    assert relaxed["candidate"] == best and relaxed["ratio"] < got
+
+
 # ---------------------------------------------------------------------------------------------
 # The whole loop on a tiny model: characterise (Yosys), search, validate (Verilator + Yosys)
 
