@@ -72,6 +72,16 @@ def test_alternatives_keep_the_backbone_and_assemble_exactly(tiny):
             np.testing.assert_array_equal(a, b)
 
 
+def test_a_head_type_never_trained_is_named_in_one_line(tiny):
+    from eehw.errors import EehwError
+    from eehw.head_variants import HeadChoices
+
+    _, d, _ = tiny
+    bare = HeadChoices(d.cfg, d.trained, d.golden)  # as if dse.heads had listed nothing
+    with pytest.raises(EehwError, match="no trained 'linear' head at exit 0; add it to dse.heads"):
+        assemble(bare, d.data, {0: "linear"})
+
+
 def test_exit_configurations_cover_every_head_choice(tiny):
     _, d, choices = tiny
     logits = dse.cached_logits(d.cfg, d.data, d.golden)
