@@ -259,23 +259,22 @@ def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyPa
     blocks = [b.name for b in base.blocks]
     heads = {k: base.heads[k].name for k in base.exits}
     # Sources of units: the config's own model (blocks and heads), then each variant's heads.
-    sources = [("", golden, set(blocks) | set(heads.values()), None)]
+    sources = [("", golden, base, set(blocks) | set(heads.values()), None)]
     alt_heads: dict[int, dict[str, str]] = {}
     for head, (vgolden, positions) in (alternatives or {}).items():
         vbase = plan_design(vgolden, "char", None, {}, max_simd, max_pe)
         names = {vbase.heads[p].name: f"{vbase.heads[p].name}:{head}" for p in positions}
         for p in positions:
             alt_heads.setdefault(p, {})[head] = names[vbase.heads[p].name]
-        sources.append((head, vgolden, set(names), names))
+        sources.append((head, vgolden, vbase, set(names), names))
     options: dict[str, list[UnitOption]] = {name: [] for name in blocks + list(heads.values())}
-    for _, _, _, names in sources[1:]:
+    for *_, names in sources[1:]:
         options.update({unit: [] for unit in names.values()})
     jobs: dict[str, tuple] = {}  # cache key -> synth_job arguments
     wanted: list[tuple[UnitOption, str]] = []
     margin = PolicyParams(PolicyName.MARGIN)
     with tempfile.TemporaryDirectory(prefix="eehw-char-rtl-", dir=_tmp_root()) as tmp:
-        for tag, src, keep, rename in sources:
-            src_base = plan_design(src, "char", None, {}, max_simd, max_pe)
+        for tag, src, src_base, keep, rename in sources:
             layers = [(s.name, s.in_n, s.out_n) for b in list(src_base.blocks) + list(src_base.heads.values())
                       for s in b.stages if isinstance(s, MvuStage)]
             for lanes in levels:

@@ -84,8 +84,6 @@ def train_alternatives(cfg: Config, data: Dataset, trained: TrainedModel, golden
     choices = HeadChoices(cfg, trained, golden)
     own = own_heads(cfg)
     early = [e.after for e in cfg.model.exits[:-1]]
-    if cfg.dse.heads and cfg.model.factory:
-        raise EehwError("dse.heads: alternative heads are built from the YAML model description; a factory model has none")
     if cfg.dse.heads and trained.checkpoint != checkpoint_path(cfg):
         raise EehwError("dse.heads: alternative heads need the config's own cached checkpoint (train it with eehw train)")
     for head in cfg.dse.heads:
