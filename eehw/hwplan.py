@@ -210,6 +210,23 @@ Stage = RequantStage | MvuStage | WindowStage | CollectStage | PoolStage
 
 
 @dataclass(frozen=True)
+class ElemFormat:
+    """How the integers on a stream are physically carried: exponent, width, signedness, and the
+    value range they can take (which may be narrower than the width allows)."""
+
+    exp: int
+    bits: int
+    signed: bool
+    lo: int
+    hi: int
+
+    @classmethod
+    def of_quant(cls, q: Quant) -> "ElemFormat":
+        lo, hi = int_range(q.bits, q.signed, q.narrow)
+        return cls(q.out_exp, q.bits, q.signed, lo, hi)
+
+
+@dataclass(frozen=True)
 class HwBlock:
     """One backbone block or exit head as a chain of RTL stages."""
 
@@ -221,6 +238,7 @@ class HwBlock:
     out_n: int
     out_w: int
     out_signed: bool
+    out_format: ElemFormat  # what the next block and the heads reading this one receive
 
     @property
     def module(self) -> str:
@@ -255,22 +273,21 @@ def _width(lo: int, hi: int, signed: bool) -> int:
     return max(int(hi).bit_length(), 1)
 
 
-def plan_block(block: IntBlock, in_quant: Quant | None, foldings: dict[str, Folding],
+def plan_block(block: IntBlock, fmt_in: ElemFormat | None, foldings: dict[str, Folding],
                max_simd: int, max_pe: int) -> HwBlock:
     """Map a block's integer ops to RTL stages.
 
-    ``in_quant`` describes the integers entering the block: the previous block's output
-    quantiser, or for block 0 the input quantiser (whose float->int step happens before the
-    hardware, so it is skipped here).
+    ``fmt_in`` is how the integers entering the block are carried: the previous block's output
+    format, or for block 0 None (its input quantiser's float->int step happens before the
+    hardware, so it is skipped here and gives the format).
     """
     ops = list(block.ops)
     if block.name == "blocks.0":
         if not ops or not isinstance(ops[0], Quant) or ops[0].in_exp is not None:
             raise EehwError(f"{block.name}: the first block must start with the input quantiser")
-        in_quant = ops.pop(0)
-    assert in_quant is not None
-    exp, bits, signed = in_quant.out_exp, in_quant.bits, in_quant.signed
-    lo, hi = int_range(in_quant.bits, in_quant.signed, in_quant.narrow)
+        fmt_in = ElemFormat.of_quant(ops.pop(0))
+    assert fmt_in is not None
+    exp, bits, signed, lo, hi = fmt_in.exp, fmt_in.bits, fmt_in.signed, fmt_in.lo, fmt_in.hi
     shape = tuple(block.in_shape)  # (features,) or channels-first (C, L) / (C, H, W); beats are channels-last
     n = int(np.prod(shape))
     in_n, in_w, in_signed = n, bits, signed
@@ -301,12 +318,15 @@ def plan_block(block: IntBlock, in_quant: Quant | None, foldings: dict[str, Fold
             continue
         if isinstance(op, Quant):
             out_lo, out_hi = int_range(op.bits, op.signed, op.narrow)
-            identity = op.out_exp == exp and out_lo <= lo and hi <= out_hi
-            if not identity:
-                stages.append(RequantStage(op.name, n, bits, signed, op.out_exp - exp, op.bits, op.signed,
-                                           out_lo, out_hi))
-            exp, bits, signed = op.out_exp, op.bits, op.signed
-            lo, hi = (max(lo, out_lo), min(hi, out_hi)) if identity else (out_lo, out_hi)
+            if op.out_exp == exp and out_lo <= lo and hi <= out_hi:
+                # The identity on these values: no stage, and the elements keep the width and
+                # signedness they are carried in (the quantiser's own format may be wider, e.g. an
+                # 8-bit signed QuantIdentity reading a 7-bit unsigned QuantReLU).
+                i += 1
+                continue
+            stages.append(RequantStage(op.name, n, bits, signed, op.out_exp - exp, op.bits, op.signed,
+                                       out_lo, out_hi))
+            exp, bits, signed, lo, hi = op.out_exp, op.bits, op.signed, out_lo, out_hi
             i += 1
             continue
         if isinstance(op, (Dense, Conv)):
@@ -351,7 +371,8 @@ def plan_block(block: IntBlock, in_quant: Quant | None, foldings: dict[str, Fold
             i += 2
             continue
         raise EehwError(f"{op.name}: {type(op).__name__} has no RTL mapping")
-    return HwBlock(block.name, tuple(stages), in_n, in_w, in_signed, n, bits, signed)
+    return HwBlock(block.name, tuple(stages), in_n, in_w, in_signed, n, bits, signed,
+                   ElemFormat(exp, bits, signed, lo, hi))
 
 
 @dataclass(frozen=True)
@@ -381,21 +402,14 @@ def plan_design(golden: GoldenModel, name: str, exits: list[int] | None = None,
         raise EehwError(f"exits {sorted(unknown)} are not candidate exits; candidates: {golden.exits}")
     blocks: list[HwBlock] = []
     heads: dict[int, HwBlock] = {}
-    prev_quant: Quant | None = None
+    fmt: ElemFormat | None = None
     for k, block in enumerate(golden.blocks):
-        hw = plan_block(block, prev_quant, foldings, max_simd, max_pe)
+        hw = plan_block(block, fmt, foldings, max_simd, max_pe)
         blocks.append(hw)
-        out_quant = _last_quant(block)
+        fmt = hw.out_format
         if k in keep:
-            heads[k] = plan_block(golden.heads[k], out_quant, foldings, max_simd, max_pe)
-        prev_quant = out_quant
+            heads[k] = plan_block(golden.heads[k], fmt, foldings, max_simd, max_pe)
     input_quant = golden.blocks[0].ops[0]
     exps = tuple(golden.heads[k].out_exp for k in keep)
     return DesignPlan(name, tuple(blocks), heads, input_quant, exps)
 
-
-def _last_quant(block: IntBlock) -> Quant:
-    quants = [op for op in block.ops if isinstance(op, Quant)]
-    if not quants:
-        raise EehwError(f"{block.name}: a block must end with a quantiser to be mapped to hardware")
-    return quants[-1]

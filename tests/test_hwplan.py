@@ -72,3 +72,24 @@ def test_convolution_maps_to_window_mvu_collect_with_permuted_weights():
         for kk in range(k):
             for c in range(c_in):
                 assert mvu.weight[o, kk * c_in + c] == conv.weight[o, c, kk]
+
+
+def test_identity_quantiser_keeps_the_carried_width():
+    """A head whose input quantiser is wider (8-bit signed) than what its block carries (4-bit
+    unsigned ReLU output) at the same scale is the identity: no stage, and the head's MVU reads
+    4-bit unsigned elements, the bus it is wired to (the cause of a user's RTL mismatches)."""
+    import dataclasses
+
+    from eehw.golden import Quant
+
+    golden = _golden()
+    head = golden.heads[0]
+    block_out = [op for op in golden.blocks[0].ops if isinstance(op, Quant)][-1]
+    assert (block_out.bits, block_out.signed) == (4, False)
+    wide = dataclasses.replace(head.ops[0], bits=8, signed=True)
+    golden = dataclasses.replace(golden, heads={**golden.heads, 0: dataclasses.replace(head, ops=(wide, *head.ops[1:]))})
+    plan = plan_design(golden, "tiny")
+    mvu = plan.heads[0].stages[0]
+    assert isinstance(mvu, MvuStage) and len(plan.heads[0].stages) == 1
+    assert (mvu.a_w, mvu.a_signed) == (plan.blocks[0].out_w, plan.blocks[0].out_signed) == (4, False)
+    assert (plan.heads[0].in_w, plan.heads[0].in_signed) == (4, False)
