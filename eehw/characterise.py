@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eehw.board import Board
+from eehw.cache import atomic_write_text, code_hash, load_json
 from eehw.errors import EehwError
 from eehw.executor import run_jobs
 from eehw.golden import GoldenModel
@@ -152,7 +152,9 @@ def synth_job(top: str, files: dict[str, str], family: str) -> dict:
 
 
 def _job_key(top: str, files: dict[str, str], family: str) -> str:
-    h = hashlib.sha256(f"{CACHE_VERSION}|{top}|{family}".encode())
+    """The Verilog it synthesises (generated and library modules) and the code that turns a
+    Yosys run into figures (eehw.synth)."""
+    h = hashlib.sha256(f"{CACHE_VERSION}|{code_hash('eehw.synth')}|{top}|{family}".encode())
     for name in sorted(files):
         h.update(name.encode())
         h.update(files[name].encode())
@@ -334,9 +336,9 @@ def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyPa
     figures: dict[str, dict] = {}
     todo = []
     for key, args in jobs.items():
-        path = _cache_path(key)
-        if path.exists():
-            figures[key] = json.loads(path.read_text())
+        cached = load_json(_cache_path(key), "characterisation", "synthesising it again", RESOURCE_KEYS)
+        if cached is not None:
+            figures[key] = cached
         else:
             todo.append((key, args))
     if todo:
@@ -365,11 +367,7 @@ def _depth(head: UnitOption, block: UnitOption) -> int:
 
 
 def _store(key: str, result: dict) -> None:
-    path = _cache_path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(path)
+    atomic_write_text(_cache_path(key), json.dumps(result))
 
 
 def _tmp_root() -> str:

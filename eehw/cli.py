@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
 from eehw.errors import EehwError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, like every other eehw error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -18,7 +26,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eehw", description="Early-exit neural networks to FPGA hardware.")
+    parser = _Parser(prog="eehw", description="Early-exit neural networks to FPGA hardware.")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     p = verbs.add_parser("train", help="train the multi-exit model (reuses the cached checkpoint)")
@@ -77,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("eehw: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+        if os.environ.get("EEHW_DEBUG"):
+            raise
+        what = ": ".join(filter(None, (type(exc).__name__, " ".join(str(exc).split()))))
+        print(f"eehw: internal error: {what} (set EEHW_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -91,16 +105,7 @@ def _run(args: argparse.Namespace) -> int:
                   f"BRAM18 {b.budget.BRAM18:,}  DSP {b.budget.DSP:,}")
         return 0
     if args.verb == "sim":
-        try:
-            import pytest
-        except ImportError:
-            raise EehwError("eehw sim runs the testbenches with pytest: pip install pytest") from None
-        from eehw.paths import shipped
-        from eehw.verilator import verilator_env
-
-        verilator_env()  # a missing Verilator is one line here, not a skip per test
-        extra = ["-k", args.keyword] if args.keyword else []
-        return pytest.main([str(shipped("rtl_sim") / "tests"), "-q", "-p", "no:cacheprovider", *extra])
+        return _sim(args)
     if args.verb == "train":
         design = flow.run(args.config, stop_after="train", force_train=args.force)
         t = design.trained
@@ -117,6 +122,9 @@ def _run(args: argparse.Namespace) -> int:
             print(format_report(design.evaluation))
         return 0
     if args.verb == "synth":
+        from eehw.board import load_board
+
+        load_board(args.board)  # flow.run takes an empty name for "no board" and would skip the hardware
         design = flow.run(args.config, board=args.board)
         from eehw.evaluate import format_report
         from eehw.report import to_markdown
@@ -136,14 +144,54 @@ def _run(args: argparse.Namespace) -> int:
     raise AssertionError(args.verb)
 
 
+def _sim(args: argparse.Namespace) -> int:
+    try:
+        import pytest
+    except ImportError:
+        raise EehwError("eehw sim runs the testbenches with pytest: pip install pytest") from None
+    from eehw.paths import shipped
+    from eehw.verilator import verilator_env
+
+    if args.keyword:
+        _check_keyword(args.keyword)
+    verilator_env()  # a missing Verilator is one line here, not a skip per test
+    extra = ["-k", args.keyword] if args.keyword else []
+    code = pytest.main([str(shipped("rtl_sim") / "tests"), "-q", "-p", "no:cacheprovider", *extra])
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        raise EehwError(f"-k {args.keyword!r} matches no testbench; `eehw sim` without -k runs them all")
+    return int(code)
+
+
+def _check_keyword(expr: str) -> None:
+    """Parse ``-k`` as pytest will, so a typo is one line before Verilator starts, not pytest's usage error."""
+    try:
+        from _pytest.mark import expression
+    except ImportError:  # pragma: no cover - pytest moved its parser; it checks -k itself then
+        return
+    # pytest 9 raises SyntaxError (msg, offset); older versions ParseError (message, column).
+    errors = (SyntaxError, getattr(expression, "ParseError", SyntaxError))
+    try:
+        expression.Expression.compile(expr)
+    except errors as exc:
+        detail = getattr(exc, "msg", None) or getattr(exc, "message", None) or str(exc)
+        column = getattr(exc, "offset", None) or getattr(exc, "column", None)
+        where = f" at column {column}" if column else ""
+        raise EehwError(f"-k {expr!r} is not a pytest -k expression ({detail}{where}); "
+                        f"e.g. -k 'mvu or requant'") from None
+
+
 def _dse(args: argparse.Namespace) -> int:
     from eehw import dse
     from eehw.board import load_board
 
     for flag, value in (("--min-accuracy", args.min_accuracy), ("--max-latency", args.max_latency),
                         ("--max-worst-latency", args.max_worst_latency), ("--min-throughput", args.min_throughput)):
-        if value is not None and not value > 0:
+        if value is not None and not value > 0:  # also refuses nan
             raise EehwError(f"{flag} must be a positive number, got {value}")
+    if args.workers is not None and args.workers < 1:
+        raise EehwError(f"--workers must be at least 1 (local worker processes), got {args.workers}")
+    if args.scheduler is not None and not args.scheduler.startswith("tcp://"):
+        raise EehwError(f"--scheduler must be a Dask scheduler address tcp://HOST:PORT, got {args.scheduler!r}")
     if args.min_accuracy is not None and args.min_accuracy > 100:
         raise EehwError(f"--min-accuracy is a percentage (0-100], got {args.min_accuracy}")
     clock = load_board(args.board).clock_mhz

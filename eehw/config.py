@@ -134,17 +134,35 @@ class Config:
         """Folder of the config file: relative paths in it are read from here."""
         return self.source.parent
 
+    def backbone_checkpoint_path(self) -> Path | None:
+        """training.backbone_checkpoint, a relative path read from the config's folder."""
+        if not self.training.backbone_checkpoint:
+            return None
+        path = Path(self.training.backbone_checkpoint)
+        return path if path.is_absolute() else self.base_dir / path
+
     def training_hash(self) -> str:
-        """Content hash of everything that determines the trained weights."""
+        """Content hash of everything that determines the trained weights: the config's
+        training sections, the dataset's content, the training code and the stack's versions,
+        a backbone checkpoint's bytes and, for a factory model, the user's module and the
+        user's own modules it imports. Every cache of trained weights keys on this."""
         from eehw import __version__
+        from eehw.cache import code_hash, file_digest, package_version
+        from eehw.data import dataset_fingerprint
 
         payload = {
             "version": __version__,
+            "code": code_hash("eehw.train", "eehw.model", "eehw.data"),
+            "stack": {name: package_version(name) for name in ("torch", "brevitas")},
             "seed": self.seed,
             "data": self.data,
+            "dataset": dataset_fingerprint(self.data, self.base_dir),
             "model": _jsonable(self.model),
             "training": _jsonable(self.training),
         }
+        backbone = self.backbone_checkpoint_path()
+        if backbone is not None:
+            payload["backbone_checkpoint"] = file_digest(backbone) if backbone.is_file() else "missing"
         if self.model.factory:
             payload["factory_source"] = _factory_source_hash(self)
         text = json.dumps(payload, sort_keys=True, default=str)
@@ -161,11 +179,20 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def factory_modules(cfg: Config) -> dict[str, Path]:
+    """The factory's module and the user's own modules it imports (name -> file), looked up
+    from the config's folder first, as eehw.model imports it."""
+    from eehw.cache import user_modules
+
+    return user_modules(cfg.model.factory.split(":", 1)[0], [cfg.base_dir])
+
+
 def _factory_source_hash(cfg: Config) -> str:
-    """Hash the factory's module file too, so editing a user's model retrains it."""
-    module = cfg.model.factory.split(":", 1)[0]
-    candidate = cfg.base_dir / (module.replace(".", "/") + ".py")
-    return hashlib.sha256(candidate.read_bytes()).hexdigest() if candidate.exists() else module
+    """Editing a user's model, or a module of theirs it imports, retrains it."""
+    from eehw.cache import sources_hash
+
+    files = factory_modules(cfg)
+    return sources_hash(files) if files else "missing:" + cfg.model.factory
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
@@ -217,7 +244,10 @@ def _parse_model(ctx: _Reader, raw: Any) -> ModelConfig:
         extra = set(m) - {"factory", "weight_bits", "act_bits", "input_bits", "logit_bits"}
         if extra:
             ctx.fail("model", f"keys {sorted(extra)} do not apply to a factory model")
-        return ModelConfig(factory=factory)
+        # A factory model brings its own widths; logit_bits is the output quantiser given to a
+        # head that has none (eehw.model.complete_structure).
+        logit_bits = ctx.integer(m.get("logit_bits", ModelConfig.logit_bits), "model.logit_bits", 2, 32)
+        return ModelConfig(factory=factory, logit_bits=logit_bits)
     if "backbone" not in m:
         ctx.fail("model.backbone", f"missing; valid: {', '.join(b.value for b in Backbone)}")
     backbone = ctx.enum(Backbone, m["backbone"], "model.backbone")

@@ -1,14 +1,16 @@
 """Datasets as fixed, stratified train/val/test splits in the layout the model consumes.
 
 Samples keep their natural shape with the channel first (PyTorch layout): digits are
-(N, 1, 8, 8), mnist1d (N, 1, 40), a user's npz whatever it holds ((N, F), (N, C, L) or
-(N, C, H, W)); an MLP flattens them itself. Everything is local (sklearn's bundled digits,
-mnist1d generated rather than downloaded) and a given seed always gives the same split, so a
-training run is reproducible from its config alone.
+(N, 1, 8, 8), mnist1d (N, 1, 40), Fashion-MNIST (N, 1, 28, 28), a user's npz whatever it holds
+((N, F), (N, C, L) or (N, C, H, W)); an MLP flattens them itself. Everything is local (sklearn's
+bundled digits, mnist1d generated rather than downloaded, Fashion-MNIST from Debian's
+dataset-fashion-mnist package) and a given seed always gives the same split, so a training run
+is reproducible from its config alone.
 """
 
 from __future__ import annotations
 
+import gzip
 import math
 import random
 import zipfile
@@ -19,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from eehw.cache import file_digest, package_version
 from eehw.errors import EehwError
 
-DATASET_NAMES = ("digits", "mnist1d", "npz")
+DATASET_NAMES = ("digits", "mnist1d", "fashion_mnist", "npz")
 DEFAULT_VAL = 0.15
 DEFAULT_TEST = 0.2
 DEFAULT_MNIST1D_SAMPLES = 4000
@@ -31,9 +34,14 @@ _COMMON_KEYS = ("name", "val", "test")
 _KEYS = {
     "digits": _COMMON_KEYS,
     "mnist1d": _COMMON_KEYS + ("num_samples",),
+    "fashion_mnist": ("name", "val", "path"),  # the official 60k/10k split: no test fraction
     "npz": _COMMON_KEYS + ("path",),
 }
 _NPZ_ARRAYS = ("X", "y", "X_test", "y_test")
+# Where Debian's dataset-fashion-mnist package puts the IDX files (data.path overrides it).
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = {"x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
+                       "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,7 +92,30 @@ def load_dataset(spec: Mapping[str, Any], seed: int, base_dir: str | Path | None
         return _digits(val, test, seed)
     if name == "mnist1d":
         return _mnist1d(spec, val, test, seed)
+    if name == "fashion_mnist":
+        return _fashion_mnist(spec, val, seed, Path(base_dir) if base_dir is not None else Path.cwd())
     return _npz(spec, val, test, seed, Path(base_dir) if base_dir is not None else Path.cwd())
+
+
+def dataset_fingerprint(spec: Mapping[str, Any], base_dir: str | Path | None = None) -> dict[str, str]:
+    """What a dataset's content depends on beyond the config's ``data`` keys and seed, for
+    cache keys: an npz file's bytes, or the version of the package that generates the data
+    (sklearn bundles digits and splits every dataset; mnist1d generates its own)."""
+    out = {"scikit-learn": package_version("scikit-learn")}
+    name = spec.get("name") if isinstance(spec, Mapping) else None
+    if name == "mnist1d":
+        out["mnist1d"] = package_version("mnist1d")
+    elif name == "fashion_mnist":
+        folder = _fashion_mnist_dir(spec, Path(base_dir) if base_dir is not None else Path.cwd())
+        out |= {f: file_digest(folder / f) if (folder / f).is_file() else "missing"
+                for f in FASHION_MNIST_FILES.values()}
+    elif name == "npz":
+        try:
+            path = _npz_path(spec, Path(base_dir) if base_dir is not None else Path.cwd())
+        except EehwError:
+            return out | {"npz": "invalid path"}  # loading the data says what is wrong
+        out["npz"] = file_digest(path) if path.is_file() else "missing"
+    return out
 
 
 def _fraction(spec: Mapping[str, Any], key: str, default: float) -> float:
@@ -136,13 +167,71 @@ def _mnist1d(spec: Mapping[str, Any], val: float, test: float, seed: int) -> Dat
 # --- user data ----------------------------------------------------------------------------
 
 
-def _npz(spec: Mapping[str, Any], val: float, test: float, seed: int, base_dir: Path) -> Dataset:
+def _fashion_mnist_dir(spec: Mapping[str, Any], base_dir: Path) -> Path:
+    raw = spec.get("path")
+    if raw is None:
+        return FASHION_MNIST_DIR
+    if not isinstance(raw, (str, Path)) or not str(raw).strip():
+        raise EehwError("data.path: the folder holding Fashion-MNIST's four IDX .gz files")
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def _fashion_mnist(spec: Mapping[str, Any], val: float, seed: int, base_dir: Path) -> Dataset:
+    """Fashion-MNIST's official split: validation carved off the 60k training images, the 10k
+    test images as the test set. Pixels k/256 (not k/255), which an 8-bit unsigned fixed-point
+    input quantiser at scale 2^-8 holds exactly."""
+    folder = _fashion_mnist_dir(spec, base_dir)
+    missing = [f for f in FASHION_MNIST_FILES.values() if not (folder / f).is_file()]
+    if missing:
+        hint = ("install Debian's dataset-fashion-mnist package (`make tools` does, as root)"
+                if folder == FASHION_MNIST_DIR else "fix data.path")
+        raise EehwError(f"Fashion-MNIST: {', '.join(missing)} not found in {folder}; {hint}")
+    arrays = {key: read_idx(folder / f) for key, f in FASHION_MNIST_FILES.items()}
+    for part in ("train", "test"):
+        x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise EehwError(f"Fashion-MNIST {part}: images {x.shape} and labels {y.shape} do not pair up "
+                            f"(N x 28 x 28 images, N labels); the files in {folder} are damaged")
+    x_train = (arrays["x_train"][:, None].astype(np.float32) / 256)
+    x_test = (arrays["x_test"][:, None].astype(np.float32) / 256)
+    y_train = _labels(arrays["y_train"], "train labels", str(folder))
+    y_test = _labels(arrays["y_test"], "test labels", str(folder))
+    num_classes = _check_classes(y_train, str(folder))
+    return _split("fashion_mnist", x_train, y_train, val, 0.0, seed, source=f"Fashion-MNIST {folder}",
+                  num_classes=num_classes, x_test=x_test, y_test=y_test)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST format: magic 0 0 <type> <dims>, big-endian sizes, then the data),
+    gzip-compressed or not, as a numpy array. Only unsigned bytes (type 0x08), all MNIST uses;
+    written here because no kept library reads IDX without a download step."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise EehwError(f"{path}: cannot be read as IDX ({type(exc).__name__}); the file is damaged") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] < 1:
+        raise EehwError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
+    body = raw[4 + 4 * dims:]
+    if len(body) != int(np.prod(shape)):
+        raise EehwError(f"{path}: {len(body)} data bytes for shape {shape}; the file is truncated")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+
+
+def _npz_path(spec: Mapping[str, Any], base_dir: Path) -> Path:
     raw_path = spec.get("path")
     if not isinstance(raw_path, (str, Path)) or not str(raw_path).strip():
         raise EehwError("data.path: the npz dataset needs 'path', the .npz file with arrays X and y")
     path = Path(raw_path).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
+    return path if path.is_absolute() else base_dir / path
+
+
+def _npz(spec: Mapping[str, Any], val: float, test: float, seed: int, base_dir: Path) -> Dataset:
+    path = _npz_path(spec, base_dir)
     arrays = _read_npz(path)
     where = f"npz data {path}"
 

@@ -29,16 +29,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import itertools
 import json
 import math
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from eehw.board import Board
+from eehw.cache import code_hash, discard, read_checked, store_checked
 from eehw.characterise import RESOURCE_KEYS, Characterisation, gate_depth_bucket
 from eehw.errors import EehwError
 from eehw.head_variants import assembled_golden, own_heads, train_alternatives
@@ -99,20 +102,25 @@ class ExitConfig:
 
 def cached_logits(cfg, data, golden) -> dict[str, list[np.ndarray] | np.ndarray]:
     """Integer logits of every head on validation and test, cached under cache_dir by the
-    training hash (the weights) and the eehw version."""
-    path = cache_dir() / "logits" / f"{cfg.name}-{cfg.training_hash()}.npz"
+    training hash (the weights and data) and the code that computes them (export, golden)."""
+    key = hashlib.sha256(f"{cfg.training_hash()}|{code_hash('eehw.export', 'eehw.golden')}".encode()).hexdigest()[:16]
+    path = cache_dir() / "logits" / f"{cfg.name}-{key}.npz"
     k = len(golden.exits)
-    if path.exists():
-        raw = np.load(path)
-        if all(f"val{i}" in raw for i in range(k)):
-            return {"val": [raw[f"val{i}"] for i in range(k)], "test": [raw[f"test{i}"] for i in range(k)],
-                    "y_val": raw["y_val"], "y_test": raw["y_test"]}
+    names = ["y_val", "y_test", *(f"{split}{i}" for split in ("val", "test") for i in range(k))]
+    stored = read_checked(path, "logits", "recomputing")
+    if stored is not None:
+        try:
+            with np.load(io.BytesIO(stored)) as raw:
+                z = {name: raw[name] for name in names}
+            return {"val": [z[f"val{i}"] for i in range(k)], "test": [z[f"test{i}"] for i in range(k)],
+                    "y_val": z["y_val"], "y_test": z["y_test"]}
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            discard(path, "logits", f"was corrupt ({type(exc).__name__})", "recomputing")
     z_val, z_test = golden.forward(data.x_val), golden.forward(data.x_test)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, y_val=data.y_val, y_test=data.y_test, **{f"val{i}": z for i, z in enumerate(z_val)},
+    buffer = io.BytesIO()
+    np.savez(buffer, y_val=data.y_val, y_test=data.y_test, **{f"val{i}": z for i, z in enumerate(z_val)},
              **{f"test{i}": z for i, z in enumerate(z_test)})
-    tmp.replace(path)
+    store_checked(path, buffer.getvalue())
     return {"val": z_val, "test": z_test, "y_val": data.y_val, "y_test": data.y_test}
 
 
@@ -538,7 +546,7 @@ def validate_job(golden, name: str, exits: list[int], params: PolicyParams, thre
                  max_simd: int, max_pe: int, x_test: np.ndarray, out_dir: str, family: str) -> dict:
     """Generate the design, simulate it on the whole test set and synthesise its top."""
     from eehw.hwplan import Folding, plan_design
-    from eehw.measure import run_design
+    from eehw.measure import enforce, run_design
     from eehw.rtl import generate
     from eehw.synth import synthesize
 
@@ -546,6 +554,7 @@ def validate_job(golden, name: str, exits: list[int], params: PolicyParams, thre
     rtl = generate(plan, params, Path(out_dir), golden.exits)
     start = time.perf_counter()
     m = run_design(golden, rtl, params, x_test, list(thresholds))
+    enforce(name, m, rtl)  # a validated design that is not bit-exact or breaks its bound stops the search
     sim_s = time.perf_counter() - start
     start = time.perf_counter()
     syn = synthesize(list(rtl.sources), rtl.top, family).as_dict()

@@ -3,3 +3,13 @@
 
 class EehwError(Exception):
     """A problem with the user's input or environment, phrased as what is wrong and how to fix it."""
+
+
+class VerificationError(EehwError):
+    """Two levels of the flow disagree, a sample was lost or duplicated, or a stated bound was
+    broken: the design is not what the report would claim, so the flow stops (exit 2) and the
+    report is written as failed. ``level`` names the check ("rtl early_exit", "hls", ...)."""
+
+    def __init__(self, level: str, message: str):
+        super().__init__(f"{level}: {message}")
+        self.level = level

@@ -42,8 +42,12 @@ def evaluate(cfg: Config, data: Dataset, trained: TrainedModel, golden: GoldenMo
     z_test = golden.forward(data.x_test)
     z_brevitas = brevitas_int_logits(trained.model, data.x_test, golden)
     differs = np.zeros(len(data.y_test), dtype=bool)
-    for a, b in zip(z_test, z_brevitas):
-        differs |= (a != b).any(axis=1)
+    first_mismatch = None  # (sample, exit position) of the first disagreement, if any
+    for position, a, b in zip(golden.exits, z_test, z_brevitas):
+        bad = (a != b).any(axis=1)
+        if bad.any() and (first_mismatch is None or int(np.argmax(bad)) < first_mismatch["sample"]):
+            first_mismatch = {"sample": int(np.argmax(bad)), "exit": int(position)}
+        differs |= bad
 
     params = policy_params(cfg, z_val, data.y_val, exps)
     costs = golden.exit_costs()
@@ -92,6 +96,7 @@ def evaluate(cfg: Config, data: Dataset, trained: TrainedModel, golden: GoldenMo
         "oracle_accuracy": float(correct.any(axis=0).mean()),
         "overthinking": float(overthinking.mean()),
         "golden_mismatches": int(differs.sum()),
+        "golden_first_mismatch": first_mismatch,
         "golden_checked": {"samples": len(y), "exits": len(z_test)},
         "exits": exits,
         "train_seconds": trained.seconds,

@@ -8,11 +8,13 @@ breaks it is refused here with one line naming the layer and the fix.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import torch
 from brevitas.nn import QuantConv1d, QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
+from brevitas.quant.fixed_point import Int8ActPerTensorFixedPointMinMaxInit, Uint8ActPerTensorFixedPointMaxInit
 from torch import nn
 
 from eehw.errors import EehwError
@@ -80,6 +82,9 @@ def _pow2_exp(scale: torch.Tensor, layer: str, what: str, fix: str) -> int:
     value = float(values[0])
     if not value > 0:
         raise ContractError(f"layer {layer} has a non-positive {what} scale {value}")
+    if value < 1e-8:  # Brevitas's floor for a scale whose statistics saw only zeros
+        raise ContractError(f"layer {layer}: {what} scale collapsed to {value:.3g}, its quantiser saw (almost) only "
+                            f"zeros; check the layers before it (a dead ReLU, a zero input) and train or calibrate")
     exp = round(math.log2(value))
     if value != 2.0 ** exp:
         raise ContractError(f"layer {layer}: {what} scale {value:.6g} is not a power of two: "
@@ -165,9 +170,93 @@ def _pool_op(layer_name: str, layer: nn.Module) -> MaxPool:
     return MaxPool(layer_name, tup(layer.kernel_size), tup(stride))
 
 
-def export_golden(model: nn.Module, example: torch.Tensor) -> GoldenModel:
-    """Read a trained model's integer weights, biases and exponents into a GoldenModel."""
+def _fixed_input_quant(exp: int, bits: int, signed: bool) -> QuantIdentity:
+    """A QuantIdentity at scale 2^exp, ``bits`` wide: the identity on any tensor already on that
+    grid and range (a QuantReLU's or QuantIdentity's output), frozen so training cannot move it."""
+    scale = 2.0 ** exp
+    if signed:
+        quant = QuantIdentity(act_quant=Int8ActPerTensorFixedPointMinMaxInit, bit_width=bits,
+                              min_val=-scale * (1 << (bits - 1)), max_val=scale * ((1 << (bits - 1)) - 1),
+                              return_quant_tensor=True)
+    else:
+        quant = QuantIdentity(act_quant=Uint8ActPerTensorFixedPointMaxInit, bit_width=bits,
+                              max_val=scale * ((1 << bits) - 1), return_quant_tensor=True)
+    for param in quant.parameters():
+        param.requires_grad_(False)
+    return quant.eval()
+
+
+def complete_input_quantisers(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Give every block and head that starts without an input quantiser, but reads a tensor
+    that is already quantised per tensor at a power-of-two scale, the quantiser that is the
+    identity on it (its own bits, signedness and scale), in place; the names of the parts
+    completed. A part that reads a float tensor is refused: nothing exact can be inserted."""
     check_structure(model)
+    missing = [(name, part) for name, part in _parts(model) if len(part) and not isinstance(part[0], INPUT_QUANTISERS)]
+    if not missing:
+        return []
+    if missing[0][0] == "blocks.0":
+        got = type(missing[0][1][0]).__name__
+        raise ContractError(f"blocks.0 starts with {got}: the first block needs an input quantiser for the float "
+                            f"input; add brevitas.nn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, "
+                            f"return_quant_tensor=True) as its first layer")
+    model.eval()
+    seen = _capture(model, example[:2])
+    done = []
+    for name, part in missing:
+        inp, _ = seen[f"{name}.0"]
+        if not _is_quant(inp):
+            raise ContractError(f"{name} starts with {type(part[0]).__name__} and reads a float tensor: end the layer "
+                                f"before it with a quantiser (QuantReLU/QuantIdentity, return_quant_tensor=True) or "
+                                f"start {name} with a QuantIdentity")
+        _zero_point_is_zero(inp, name)
+        exp = _pow2_exp(inp.scale, name, "input", "end the layer before it with a *FixedPoint quantiser")
+        quant = _fixed_input_quant(exp, int(inp.bit_width), bool(inp.signed))
+        completed = nn.Sequential(quant, *part)
+        kind, index = name.split(".")
+        if kind == "blocks":
+            model.blocks[int(index)] = completed
+        else:
+            model.heads[index] = completed
+        done.append(name)
+    return done
+
+
+def check_contract(model: nn.Module, example: torch.Tensor, num_classes: int) -> None:
+    """The whole contract on an untrained instance (a copy: the model is left as it is), so a
+    model the flow cannot take is refused before the first epoch: the structure, every layer,
+    quantiser, scale and bias, and one (N, num_classes) logit tensor per head."""
+    probe = copy.deepcopy(model).eval()
+    check_structure(probe)
+    with torch.no_grad():
+        try:
+            outputs = probe(example[:2])
+        except Exception as exc:  # the user's forward, reported as one line
+            raise ContractError(f"model: forward fails on a batch shaped {tuple(example[:2].shape)}: "
+                                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(outputs, (list, tuple)):
+        raise ContractError(f"model: forward must return a list with one logit tensor per head, shallowest first; "
+                            f"it returned {type(outputs).__name__}")
+    if len(outputs) != len(probe.heads):
+        raise ContractError(f"model: forward returns {len(outputs)} outputs for {len(probe.heads)} heads; "
+                            f"return every head's logits, shallowest first")
+    for position, out in zip(exit_positions(probe), outputs):
+        shape = tuple(float_value(out).shape)
+        if shape != (len(example[:2]), num_classes):
+            raise ContractError(f"model: heads.{position} returns logits shaped {shape[1:]} per sample; the dataset has "
+                                f"{num_classes} classes, so each head must return ({num_classes},)")
+    golden = export_golden(probe, example)
+    formats = {k: (golden.heads[k].out_bits, golden.heads[k].out_signed) for k in golden.exits}
+    if len(set(formats.values())) > 1:
+        listed = ", ".join(f"heads.{k}: {b}-bit {'signed' if s else 'unsigned'}" for k, (b, s) in formats.items())
+        raise ContractError(f"model: the heads' logits differ in format ({listed}); their decisions share one result "
+                            f"stream, so give every head's output quantiser the same bit width and signedness")
+
+
+def export_golden(model: nn.Module, example: torch.Tensor) -> GoldenModel:
+    """Read a trained model's integer weights, biases and exponents into a GoldenModel (first
+    completing its input quantisers in place, see complete_input_quantisers)."""
+    complete_input_quantisers(model, example)
     model.eval()
     seen = _capture(model, example[:2])
     blocks, heads = [], {}

@@ -17,7 +17,7 @@ import torch
 from eehw.board import Board, load_board
 from eehw.config import Config, load_config
 from eehw.data import Dataset, load_dataset
-from eehw.errors import EehwError
+from eehw.errors import EehwError, VerificationError
 from eehw.golden import GoldenModel
 from eehw.paths import build_dir
 from eehw.train import TrainedModel, train
@@ -80,6 +80,11 @@ def step_evaluate(d: Design) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(d.evaluation, indent=2))
     tmp.replace(path)
+    first = d.evaluation["golden_first_mismatch"]
+    if first:
+        raise VerificationError("golden vs Brevitas", f"{d.evaluation['golden_mismatches']} of "
+                                f"{d.evaluation['golden_checked']['samples']} test samples differ; first: test sample "
+                                f"{first['sample']} at exit {first['exit']}")
 
 
 def _load_dse_choice(d: Design) -> dict | None:
@@ -89,7 +94,12 @@ def _load_dse_choice(d: Design) -> dict | None:
     path = d.out_dir / "dse" / "chosen.json"
     if not path.exists():
         return None
-    choice = json.loads(path.read_text())
+    try:
+        choice = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EehwError(f"{path} cannot be read ({type(exc).__name__}); rerun `eehw dse` or delete it") from None
+    if not isinstance(choice, dict):
+        raise EehwError(f"{path} is not a DSE choice (a JSON object expected); rerun `eehw dse` or delete it")
     if choice.get("training_hash") != d.cfg.training_hash() or choice.get("board") != d.board.name:
         return None
     return choice
@@ -148,17 +158,17 @@ def step_hls(d: Design) -> None:
     C-sim chain checked against the golden model on the whole test set, the multi-exit top, and
     the vendor flow when Vitis HLS and Vivado are installed."""
     from eehw import vendor
-    from eehw.hls import HlsSettings, build_hls_projects, chain_mismatches
+    from eehw.hls import HlsSettings, build_hls_projects, chain_check
     from eehw.hls_top import TopDesign, generate, ip_name
 
     names = [b.name for b in d.golden.blocks] + [d.golden.heads[k].name for k in d.golden.exits]
     settings = {name: HlsSettings(io_type="io_stream") for name in names}
     projects = build_hls_projects(d.trained, d.golden, d.board, d.out_dir, settings=settings)
-    mismatches = chain_mismatches(projects, d.golden, d.data.x_test)
-    if any(mismatches.values()):
+    mismatches, first = chain_check(projects, d.golden, d.data.x_test)
+    if first:
         bad = ", ".join(f"{name}: {n}" for name, n in mismatches.items() if n)
-        raise EehwError(f"hls4ml C-sim differs from the golden model on test samples ({bad}); "
-                        f"projects are in {d.out_dir / 'hls'}")
+        raise VerificationError("hls4ml C-sim", f"differs from the golden model ({bad} samples); first: test sample "
+                                f"{first['sample']} at {first['block']}; projects are in {d.out_dir / 'hls'}")
     rtl = d.rtl["early_exit"]
     top = TopDesign.from_golden(d.cfg.name, d.golden, rtl.plan.exits, _policy(d), rtl.decision)
     files = generate(top, d.board, d.out_dir / "hls_top")
@@ -179,12 +189,13 @@ def step_hls(d: Design) -> None:
 
 
 def step_simulate(d: Design) -> None:
-    from eehw.measure import run_design
+    from eehw.measure import enforce, run_design
 
     _, thresholds = _early_exit_choice(d)
     params = _policy(d)
     for kind, rtl in d.rtl.items():
         d.measured[kind] = run_design(d.golden, rtl, params, d.data.x_test, thresholds if kind == "early_exit" else [])
+        enforce(kind, d.measured[kind], rtl)
 
 
 def step_synthesise(d: Design) -> None:
@@ -262,7 +273,14 @@ def run(config: str | Path, board: str | None = None, stop_after: str | None = N
         if name in BOARD_STEPS and design.board is None:
             break
         start = time.perf_counter()
-        step(design)
+        try:
+            step(design)
+        except VerificationError as exc:
+            if design.board is not None:
+                from eehw.report import write_failed_report
+
+                design.report_paths = write_failed_report(design.out_dir, design.cfg.name, design.board.name, name, exc)
+            raise
         design.seconds[name] = time.perf_counter() - start
         if name == stop_after:
             break

@@ -12,7 +12,8 @@ every layer's precision is checked against the golden model (requantisers round 
 saturate, accumulators hold the full sum, nothing else narrows).
 
 ``compile()`` (g++, several seconds a block) is cached by content hash (QONNX bytes, hls4ml
-config and version, backend, part, clock, settings) under ``cache_dir()/hls4ml/<project>-<key>``.
+config and version, backend, part, clock, settings, and the source of this module, of
+eehw.hls_decision and of ``hls_templates/nnet_utils``) under ``cache_dir()/hls4ml/<project>-<key>``.
 hls4ml 1.3.0 cannot attach an existing library to a ModelGraph (``compile()`` always rewrites the
 project with a new stamp and reruns g++), so a hit copies the compiled project, ``.so`` included,
 into the design's folder and runs it through hls4ml's own C bridge (``<project>_double``, the
@@ -44,10 +45,11 @@ import torch
 from torch import nn
 
 from eehw.board import Board
+from eehw.cache import code_hash
 from eehw.errors import EehwError
 from eehw.golden import Conv, Dense, GoldenModel, IntBlock, MaxPool, Quant, int_range
 from eehw.model import float_value
-from eehw.paths import cache_dir
+from eehw.paths import cache_dir, shipped
 from eehw.progress import progress
 
 #: Bump when the export/conversion recipe changes, so old cached projects are not reused.
@@ -347,8 +349,10 @@ def _content_key(model, config: dict, project_name: str, backend: str, board: Bo
 
     h = hashlib.sha256()
     h.update(model.model.SerializeToString(deterministic=True))
-    h.update(json.dumps({"config": config, "hls4ml": hls4ml.__version__, "recipe": RECIPE, "project": project_name,
-                         "backend": backend, "part": board.part, "clock": board.clock_period_ns,
+    # The code that converts and compiles (this module, the decision unit's layer and C++ header).
+    code = code_hash("eehw.hls", "eehw.hls_decision", shipped("hls_templates") / "nnet_utils")
+    h.update(json.dumps({"config": config, "hls4ml": hls4ml.__version__, "recipe": RECIPE, "code": code,
+                         "project": project_name, "backend": backend, "part": board.part, "clock": board.clock_period_ns,
                          "settings": asdict(settings)}, sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]
 
@@ -707,17 +711,24 @@ def run_chain(projects: list[HlsBlock], golden: GoldenModel, x_float: np.ndarray
     return [outputs[golden.heads[k].name].reshape(len(x_float), -1) for k in golden.exits]
 
 
-def chain_mismatches(projects: list[HlsBlock], golden: GoldenModel, x_float: np.ndarray) -> dict[str, int]:
+def chain_check(projects: list[HlsBlock], golden: GoldenModel, x_float: np.ndarray) -> tuple[dict[str, int], dict | None]:
     """Per block and head, the number of samples whose chained C-sim output differs from the
-    golden model's (the figure the flow reports; 0 everywhere or the HLS path is wrong)."""
+    golden model's (0 everywhere or the HLS path is wrong), and the first such (block, sample)."""
     outputs = chain_outputs(projects, golden, x_float)
     n = len(x_float)
-    counts, h = {}, x_float
+    counts, first, h = {}, None, x_float
+
+    def compare(name: str, want: np.ndarray) -> None:
+        nonlocal first
+        bad = np.any(outputs[name].reshape(n, -1) != want.reshape(n, -1), 1)
+        counts[name] = int(bad.sum())
+        if bad.any() and first is None:
+            first = {"block": name, "sample": int(np.argmax(bad))}
+
     for k, block in enumerate(golden.blocks):
         h = block(h)
-        want = to_channels_last(h).reshape(n, -1)
-        counts[block.name] = int(np.any(outputs[block.name].reshape(n, -1) != want, 1).sum())
+        compare(block.name, to_channels_last(h))
         if k in golden.heads:
-            head = golden.heads[k]
-            counts[head.name] = int(np.any(outputs[head.name].reshape(n, -1) != head(h).reshape(n, -1), 1).sum())
-    return counts
+            compare(golden.heads[k].name, golden.heads[k](h))
+    return counts, first
+

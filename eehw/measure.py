@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from eehw.board import Board, Resources
+from eehw.errors import VerificationError
 from eehw.golden import GoldenModel
 from eehw.policies import PolicyParams, decide
 from eehw.rtl import RtlDesign, hdl_dir
@@ -41,37 +42,81 @@ def check_against_golden(sim: SimResult, expected_exit: np.ndarray, expected_cla
     n = len(expected_exit)
     exit_ok = sim.exit_index[:n] == expected_exit
     class_ok = sim.prediction[:n] == expected_class
-    return {"samples": int(n), "mismatches": int((~(exit_ok & class_ok)).sum()),
+    bad = ~(exit_ok & class_ok)
+    first = None
+    if bad.any():
+        i = int(np.argmax(bad))
+        first = {"sample": i, "expected_exit": int(expected_exit[i]), "expected_class": int(expected_class[i]),
+                 "exit": int(sim.exit_index[i]), "class": int(sim.prediction[i])}
+    return {"samples": int(n), "mismatches": int(bad.sum()),
             "exit_mismatches": int((~exit_ok).sum()), "class_mismatches": int((~class_ok).sum()),
-            "lost": sim.missing, "duplicated": sim.duplicates}
+            "lost": sim.missing, "duplicated": sim.duplicates, "first_mismatch": first}
+
+
+def _merge_checks(checks: dict[str, dict]) -> dict:
+    """Counts summed over the runs; the first mismatch of the first run that has one, named."""
+    merged = {"samples": next(iter(checks.values()))["samples"]}
+    for key in ("mismatches", "exit_mismatches", "class_mismatches", "lost", "duplicated"):
+        merged[key] = sum(c[key] for c in checks.values())
+    merged["first_mismatch"] = next(({"run": run, **c["first_mismatch"]} for run, c in checks.items()
+                                     if c["first_mismatch"]), None)
+    return merged
 
 
 def run_design(golden: GoldenModel, rtl: RtlDesign, params: PolicyParams, x_test: np.ndarray,
                thresholds: list[int | None]) -> dict:
     """Three simulations of the whole design, every result compared with the golden model:
     the test set back to back (throughput), the test set one sample at a time (each sample's
-    latency on an idle pipeline, so queueing does not blur the exit distribution), and a few
-    samples with every early exit disabled (the worst-case path, against the stated bound)."""
+    latency on an idle pipeline, so queueing does not blur the exit distribution), and the test
+    set one at a time with every early exit disabled (every sample on the worst-case path, whose
+    longest latency is checked against the stated bound)."""
     x_int = golden.quantize_input(x_test)
     exp_exit, exp_class = expected_outputs(golden, rtl, params, x_test, thresholds)
+    never = [None] * len(thresholds)
+    final_exit, final_class = expected_outputs(golden, rtl, params, x_test, never)
     stream = simulate(rtl, x_int, thresholds)
     isolated = simulate(rtl, x_int, thresholds, one_at_a_time=True)
-    worst = simulate(rtl, x_int[:4], [None] * len(thresholds), one_at_a_time=True)
-    checks = [check_against_golden(sim, exp_exit, exp_class) for sim in (stream, isolated)]
-    bit_exact = {key: checks[0][key] + (checks[1][key] if key != "samples" else 0) for key in checks[0]}
+    worst = simulate(rtl, x_int, never, one_at_a_time=True)
+    bit_exact = _merge_checks({"stream": check_against_golden(stream, exp_exit, exp_class),
+                               "isolated": check_against_golden(isolated, exp_exit, exp_class),
+                               "final exit only": check_against_golden(worst, final_exit, final_class)})
     return {
         "bit_exact": bit_exact,
         "latency_cycles": latency_stats(isolated, len(rtl.plan.exits)),
         "latency_cycles_raw": isolated.latency,
         "latency_under_load_cycles": {"mean": float(stream.latency.mean()), "max": int(stream.latency.max())},
-        "worst_case_latency_cycles": int(worst.latency.max()),
+        "worst_case_latency_cycles": int(worst.latency[worst.latency >= 0].max(initial=0)),
+        "worst_case_samples": int(len(x_int)),
         "throughput_samples_per_cycle": stream.throughput(),
         "simulated_cycles": stream.cycles + isolated.cycles + worst.cycles,
         "simulation_seconds": stream.wall_seconds + isolated.wall_seconds + worst.wall_seconds,
         "predictions": stream.prediction,
         "exit_index": stream.exit_index,
-        "error_flag": stream.error_flag or isolated.error_flag,
+        "error_flag": stream.error_flag or isolated.error_flag or worst.error_flag,
     }
+
+
+def enforce(kind: str, measured: dict, rtl: RtlDesign) -> None:
+    """Stop the flow (VerificationError) when the simulated design is not the one the report
+    would describe: a result that differs from the golden model, a lost or duplicated sample, a
+    protocol error flag, or a worst case above the stated latency bound."""
+    level = f"rtl {kind.replace('_', '-')}"
+    check = measured["bit_exact"]
+    first = check["first_mismatch"]
+    if first:
+        raise VerificationError(level, f"{check['mismatches']} results differ from the golden model; first: test "
+                                       f"sample {first['sample']} ({first['run']} run) left at exit "
+                                       f"{first['exit']} with class {first['class']}, the golden model gives exit "
+                                       f"{first['expected_exit']} class {first['expected_class']}")
+    if check["lost"] or check["duplicated"]:
+        raise VerificationError(level, f"{check['lost']} samples lost and {check['duplicated']} duplicated "
+                                       f"of {check['samples']}")
+    if measured["error_flag"]:
+        raise VerificationError(level, "a block raised its protocol error flag (a sample's beats arrived broken)")
+    worst, bound = measured["worst_case_latency_cycles"], rtl.latency_bound
+    if worst > bound:
+        raise VerificationError(level, f"measured worst-case latency {worst} cycles (every test sample forced to "
+                                       f"the final exit) exceeds the stated bound {bound}")
 
 
 def resources(rtl: RtlDesign, board: Board) -> dict:

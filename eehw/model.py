@@ -180,7 +180,18 @@ def load_factory_model(cfg: Config) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise EehwError(f"model.factory: {cfg.model.factory} returned {type(model).__name__}, not a torch.nn.Module")
     check_structure(model)
+    complete_structure(model, cfg.model.logit_bits)
     return model
+
+
+# Layers a block or head may be on its own: wrapped into a one-layer nn.Sequential.
+SINGLE_LAYERS = (QuantIdentity, QuantReLU, QuantLinear, QuantConv1d, QuantConv2d, nn.MaxPool1d, nn.MaxPool2d,
+                 nn.Flatten)
+OUTPUT_QUANTISERS = (QuantIdentity, QuantReLU)
+
+
+def _named_parts(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(f"blocks.{i}", b) for i, b in enumerate(model.blocks)] + [(f"heads.{k}", h) for k, h in model.heads.items()]
 
 
 def check_structure(model: nn.Module) -> None:
@@ -196,10 +207,35 @@ def check_structure(model: nn.Module) -> None:
             raise EehwError(f"model: heads['{key}'] does not name a block; keys are block indices 0..{len(blocks) - 1}")
     if str(len(blocks) - 1) not in heads:
         raise EehwError(f"model: the last block ({len(blocks) - 1}) has no head; it must carry the final classifier")
-    for name, part in [(f"blocks.{i}", b) for i, b in enumerate(blocks)] + [(f"heads.{k}", h) for k, h in heads.items()]:
-        if not isinstance(part, nn.Sequential):
+    for name, part in _named_parts(model):
+        if not isinstance(part, (nn.Sequential, *SINGLE_LAYERS)):
             raise EehwError(f"model: {name} is a {type(part).__name__}; make each block and head an nn.Sequential "
-                            f"so it can be exported layer by layer")
+                            f"(or a single supported layer) so it can be exported layer by layer")
+
+
+def complete_structure(model: nn.Module, logit_bits: int) -> None:
+    """Make a user's model take the shape the flow exports, before training, without changing
+    what it computes except where stated:
+
+    - a block or head that is a single layer becomes a one-layer nn.Sequential (the same module);
+    - a head whose last layer is not a quantiser gets a QuantIdentity with ``logit_bits``-bit
+      signed power-of-two output (Int8ActPerTensorFixedPoint: round half to even to a learned
+      power-of-two scale, saturating), trained with the rest, so Brevitas and every later level
+      compute the same quantised logits.
+
+    Input quantisers of blocks and heads that read an already-quantised tensor are added after
+    training by eehw.export.complete_input_quantisers, since their scale is the trained one.
+    """
+    for i, block in enumerate(model.blocks):
+        if not isinstance(block, nn.Sequential):
+            model.blocks[i] = nn.Sequential(block)
+    for key in list(model.heads.keys()):
+        head = model.heads[key]
+        layers = list(head) if isinstance(head, nn.Sequential) else [head]
+        if not layers or not isinstance(layers[-1], OUTPUT_QUANTISERS):
+            layers.append(_logits(logit_bits))
+        if not isinstance(head, nn.Sequential) or len(layers) != len(head):
+            model.heads[key] = nn.Sequential(*layers)
 
 
 def make_model(cfg: Config, input_shape: tuple[int, ...], num_classes: int, input_signed: bool) -> nn.Module:

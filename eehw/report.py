@@ -31,6 +31,24 @@ def write_reports(report: dict, out_dir: Path, latencies: dict[str, np.ndarray])
     return paths
 
 
+def write_failed_report(out_dir: Path, design: str, board: str, step: str, error: Exception) -> list[Path]:
+    """The report of a design the flow refused: what failed and where, no figures (so nothing
+    from this or an earlier run can be read as a design that works or fits)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    level = getattr(error, "level", step)
+    report = {"design": design, "board": board, "status": "failed", "fits": False,
+              "failed": {"step": step, "level": level, "reason": str(error)}}
+    text = f"# {design} on {board}: FAILED\n\nThe flow stopped at step `{step}` ({level}):\n\n    {error}\n"
+    paths = [out_dir / "report.json", out_dir / "report.md", out_dir / "report.html"]
+    _write(paths[0], json.dumps(report, indent=2))
+    _write(paths[1], text)
+    _write(paths[2], f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(design)}: FAILED</title>"
+                     f"</head><body><h1>{html.escape(design)} on {html.escape(board)}: FAILED</h1>"
+                     f"<p>The flow stopped at step <code>{html.escape(step)}</code> ({html.escape(level)}):</p>"
+                     f"<pre>{html.escape(str(error))}</pre></body></html>\n")
+    return paths
+
+
 def _rows(report: dict) -> list[tuple[str, str, str, str]]:
     ee, base = report, report["baseline"]
     lat, blat = ee["latency_cycles"], base["latency_cycles"]

@@ -1,5 +1,5 @@
 """Resource counts from Yosys ``synth_xilinx`` (out of context, no I/O buffers), cached by a
-hash of the sources, top and family so a block is synthesised once.
+hash of the sources, top, family, Yosys binary and this file so a block is synthesised once.
 
 Cells are counted the way Vivado's utilisation report groups them: LUT = logic LUTs plus
 LUT-based memories and shift registers; BRAM18 counts a RAMB36 as two.
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from eehw.cache import atomic_write_text, code_hash, load_json
 from eehw.errors import EehwError
 from eehw.paths import cache_dir
 
@@ -70,15 +70,17 @@ def count_cells(cells: dict[str, int], tool: str) -> SynthResult:
 def synthesize(sources: list[Path], top: str, family: str = "xc7") -> SynthResult:
     """Synthesise ``top`` (with the memory files its sources read) and count its cells."""
     cmd = yosys_command()
-    h = hashlib.sha256(f"{top}|{family}|{cmd[0]}".encode())
+    # This file's hash too: it holds the Yosys script and the cell counting.
+    h = hashlib.sha256(f"{top}|{family}|{cmd[0]}|{code_hash('eehw.synth')}".encode())
     for src in sources:
         h.update(src.read_bytes())
         for mem in sorted(src.parent.glob("*.mem")):
             h.update(mem.read_bytes())
     key = h.hexdigest()[:20]
     cached = cache_dir() / "yosys" / f"{top}-{key}.json"
-    if cached.exists():
-        return SynthResult(**json.loads(cached.read_text()))
+    hit = load_json(cached, "Yosys result", "synthesising it again", [f.name for f in fields(SynthResult)])
+    if hit is not None:
+        return SynthResult(**{f.name: hit[f.name] for f in fields(SynthResult)})
     with tempfile.TemporaryDirectory(prefix="eehw-yosys-", dir=_tmp_root()) as tmp:
         stat = Path(tmp) / "stat.json"
         reads = "; ".join(f"read_verilog -sv {src.resolve()}" for src in sources)
@@ -92,10 +94,7 @@ def synthesize(sources: list[Path], top: str, family: str = "xc7") -> SynthResul
             raise EehwError(f"Yosys synthesis of {top} failed: {reason.strip()}")
         design = json.loads(stat.read_text())["design"]
     result = count_cells(design.get("num_cells_by_type", {}), f"yosys synth_xilinx -family {family}")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp_file = cached.with_suffix(f".tmp{os.getpid()}")
-    tmp_file.write_text(json.dumps(result.as_dict()))
-    tmp_file.replace(cached)
+    atomic_write_text(cached, json.dumps(result.as_dict()))
     return result
 
 

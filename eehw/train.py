@@ -1,11 +1,13 @@
 """Training regimes of the early-exit survey (section 2.3): end-to-end, IC-only on a frozen
 backbone, mixed (backbone first, then everything), each optionally with self-distillation from
-the final exit. Checkpoints are cached by a hash of everything that determines the weights.
+the final exit. Checkpoints are cached by a hash of everything that determines the weights
+(Config.training_hash) as checked entries of eehw.cache: a corrupt or stale one is retrained.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eehw.config import Config, Regime, TrainingConfig
+from eehw.cache import atomic_save, checked_load, discard
+from eehw.config import Config, Regime, TrainingConfig, factory_modules
 from eehw.data import Dataset
 from eehw.errors import EehwError
+from eehw.export import check_contract
 from eehw.model import exit_positions, float_value, make_model
 from eehw.paths import cache_dir
 from eehw.progress import progress
@@ -37,28 +41,63 @@ def input_signed(data: Dataset) -> bool:
 
 
 def checkpoint_path(cfg: Config) -> Path:
+    """Keyed by Config.training_hash: config, dataset content, training code, factory sources."""
     return cache_dir() / "checkpoints" / f"{cfg.name}-{cfg.training_hash()}.pt"
 
 
 def train(cfg: Config, data: Dataset, force: bool = False) -> TrainedModel:
-    """Train the configured model, or reuse the cached checkpoint of the same configuration."""
+    """Train the configured model, or reuse the cached checkpoint of the same configuration.
+
+    A cached checkpoint that is corrupt or does not fit the model is deleted with a one-line
+    notice and the model retrained; the checkpoint is written so an interrupt leaves none.
+    """
+    if cfg.model.factory:
+        _forget_factory(cfg)
     model = make_model(cfg, data.input_shape, data.num_classes, input_signed(data))
+    # The whole quantisation contract on the untrained instance: refused before the first epoch.
+    check_contract(model, torch.from_numpy(data.x_train[:2]), data.num_classes)
     path = checkpoint_path(cfg)
-    if path.exists() and not force:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["state_dict"])
-        model.eval()
-        return TrainedModel(model, path, saved["seconds"], cached=True)
+    saved = None if force else checked_load(path, "checkpoint", "retraining")
+    if saved is not None:
+        problem = _restore(model, saved)
+        if problem is None:
+            model.eval()
+            return TrainedModel(model, path, float(saved["seconds"]), cached=True)
+        discard(path, "checkpoint", f"is stale ({problem})", "retraining")
+        # A fresh instance: a load_state_dict that failed part way may have set some weights.
+        model = make_model(cfg, data.input_shape, data.num_classes, input_signed(data))
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
     _run_regime(model, cfg, data)
     seconds = time.perf_counter() - start
     model.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state_dict": model.state_dict(), "seconds": seconds, "config": str(cfg.source)}, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint under the real name
+    atomic_save({"state_dict": model.state_dict(), "seconds": seconds, "config": str(cfg.source)}, path)
     return TrainedModel(model, path, seconds, cached=False)
+
+
+def _forget_factory(cfg: Config) -> None:
+    """Drop the user's modules from sys.modules, so a factory edited since this process last
+    imported it is built from the source its checkpoint key hashes."""
+    for name in factory_modules(cfg):
+        sys.modules.pop(name, None)
+    importlib.invalidate_caches()
+
+
+def _restore(model: nn.Module, saved) -> str | None:
+    """Load a cached checkpoint into ``model``; why it does not fit, if it does not.
+
+    load_state_dict is the judge (Brevitas accepts the keys its runtime-statistics scales add
+    during training); its first complaint names the layer.
+    """
+    state = saved.get("state_dict") if isinstance(saved, dict) else None
+    if not isinstance(state, dict) or not isinstance(saved.get("seconds"), (int, float)):
+        return "no state_dict in it"
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+        return f"does not fit the model: {lines[1] if len(lines) > 1 else lines[0]}"
+    return None
 
 
 def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -87,12 +126,14 @@ def _run_regime(model: nn.Module, cfg: Config, data: Dataset) -> None:
 
 
 def _load_backbone(model: nn.Module, cfg: Config) -> None:
-    path = Path(cfg.training.backbone_checkpoint)
-    if not path.is_absolute():
-        path = cfg.base_dir / path
+    path = cfg.backbone_checkpoint_path()
     if not path.exists():
         raise EehwError(f"training.backbone_checkpoint: {path} does not exist")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # unpickling raises anything
+        raise EehwError(f"training.backbone_checkpoint: {path} cannot be read ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'})") from None
     state = saved.get("state_dict", saved) if isinstance(saved, dict) else None
     if not isinstance(state, dict):
         raise EehwError(f"training.backbone_checkpoint: {path} holds no state_dict")

@@ -267,3 +267,53 @@ def test_npz_not_an_archive(tmp_path: Path) -> None:
     np.save(tmp_path / "single.npy", np.zeros((3, 2)))
     (tmp_path / "single.npy").rename(tmp_path / "single.npz")
     assert "not an .npz archive" in npz_error(tmp_path, "single.npz")
+
+
+def _write_idx(path, array):
+    """IDX as the MNIST page describes it, written independently of eehw's reader."""
+    import gzip
+    import struct
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _fake_fashion(folder, n_train=200, n_test=50):
+    from eehw.data import FASHION_MNIST_FILES
+
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (n_train, 28, 28)), "y_train": np.arange(n_train) % 10,
+              "x_test": rng.integers(0, 256, (n_test, 28, 28)), "y_test": np.arange(n_test) % 10}
+    folder.mkdir(exist_ok=True)
+    for key, name in FASHION_MNIST_FILES.items():
+        _write_idx(folder / name, arrays[key])
+    return arrays
+
+
+def test_fashion_mnist_keeps_the_official_test_split_and_exact_pixels(tmp_path):
+    arrays = _fake_fashion(tmp_path / "fm")
+    data = load_dataset({"name": "fashion_mnist", "path": "fm", "val": 0.1}, seed=0, base_dir=tmp_path)
+    assert data.split_sizes == {"train": 180, "val": 20, "test": 50}
+    assert data.input_shape == (1, 28, 28) and data.num_classes == 10
+    np.testing.assert_array_equal(data.x_test[:, 0] * 256, arrays["x_test"])  # k/256, in test-file order
+    np.testing.assert_array_equal(data.y_test, arrays["y_test"])
+
+
+def test_fashion_mnist_missing_or_damaged_files_are_one_line(tmp_path):
+    with pytest.raises(EehwError, match=r"t10k-images-idx3-ubyte.gz.* not found in .*; fix data.path"):
+        load_dataset({"name": "fashion_mnist", "path": str(tmp_path)}, seed=0)
+    _fake_fashion(tmp_path / "fm")
+    (tmp_path / "fm" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    with pytest.raises(EehwError, match="cannot be read as IDX"):
+        load_dataset({"name": "fashion_mnist", "path": str(tmp_path / "fm")}, seed=0)
+    with pytest.raises(EehwError, match="data.test: unknown key for dataset fashion_mnist"):
+        load_dataset({"name": "fashion_mnist", "test": 0.2}, seed=0)
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (`make tools` installs it as root)")
+def test_fashion_mnist_from_the_debian_package():
+    data = load_dataset({"name": "fashion_mnist", "val": 0.15}, seed=0)
+    assert data.split_sizes == {"train": 51000, "val": 9000, "test": 10000}
+    assert np.bincount(data.y_test).tolist() == [1000] * 10  # the official test set is balanced

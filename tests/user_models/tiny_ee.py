@@ -46,14 +46,15 @@ def _relu():
 
 
 def _build(act_quant=Int8ActPerTensorFixedPoint, per_channel=False,
-           bias_quant=Int16Bias, head_input=True, extra=None):
+           bias_quant=Int16Bias, head_input=True, extra=None, head_output=True, classes=10):
     torch.manual_seed(0)
     block0 = [_quant_in(act_quant), nn.Flatten(), _linear(64, 32, per_channel, bias_quant), _relu()]
     if extra is not None:
         block0.append(extra)
     block1 = [_quant_in(Uint8ActPerTensorFixedPoint), _linear(32, 16), _relu()]
-    head0 = ([_quant_in(Uint8ActPerTensorFixedPoint)] if head_input else []) + [_linear(32, 10), _quant_in()]
-    head1 = [_quant_in(Uint8ActPerTensorFixedPoint), _linear(16, 10), _quant_in()]
+    head0 = (([_quant_in(Uint8ActPerTensorFixedPoint)] if head_input else []) + [_linear(32, classes)]
+             + ([_quant_in()] if head_output else []))
+    head1 = [_quant_in(Uint8ActPerTensorFixedPoint), _linear(16, classes), _quant_in()]
     return TinyEarlyExit([nn.Sequential(*block0), nn.Sequential(*block1)],
                          {"0": nn.Sequential(*head0), "1": nn.Sequential(*head1)})
 
@@ -76,6 +77,28 @@ def make_float_bias_model():
 
 def make_no_head_input_quant_model():
     return _build(head_input=False)
+
+
+def make_bare_linear_head_model():
+    """Head 0 is a single QuantLinear: no input quantiser, no output quantiser, no Sequential."""
+    model = _build(head_input=False, head_output=False)
+    model.heads["0"] = model.heads["0"][0]
+    return model
+
+
+def make_float_feature_model():
+    """Head 0 starts with a QuantLinear that reads a float tensor (block 0 ends in a float ReLU)."""
+    return _build(head_input=False, extra=QuantReLU(act_quant=None, return_quant_tensor=False))
+
+
+def make_mixed_logit_widths_model():
+    model = _build()
+    model.heads["1"][-1] = QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, bit_width=12, return_quant_tensor=True)
+    return model
+
+
+def make_wrong_classes_model():
+    return _build(classes=7)
 
 
 def make_unsupported_layer_model():

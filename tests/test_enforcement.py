@@ -1,0 +1,117 @@
+"""The flow enforces what it reports: a mismatch between levels, or a worst case above the stated
+bound, stops `eehw synth` with one line naming the level and the first failing sample (exit
+code 2), and the report is written as failed, never as a design that fits."""
+
+import json
+
+import numpy as np
+import pytest
+
+from eehw import cli, flow
+
+TINY = """
+name: tiny_enforce
+seed: 0
+data: {name: digits}
+model:
+  backbone: mlp
+  widths: [16, 16]
+  exits: [{after: all, head: linear}]
+training: {regime: e2e, epochs: 3, batch_size: 128, lr: 0.02}
+"""
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "tiny_enforce.yaml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture
+def without_hls(monkeypatch):
+    """The RTL checks need no hls4ml projects: leave that step out to keep these tests quick."""
+    monkeypatch.setattr(flow, "STEPS", [s for s in flow.STEPS if s[0] != "hls"])
+
+
+def _synth_fails(config, capsys) -> str:
+    assert cli.main(["synth", str(config), "--board", "pynq-z2"]) == 2
+    out = capsys.readouterr()
+    lines = [line for line in (out.err + out.out).splitlines() if line.startswith("eehw: error")]
+    assert len(lines) == 1 and "Traceback" not in out.err
+    return lines[0]
+
+
+def _report():
+    from eehw.paths import build_dir
+
+    folder = build_dir() / "pynq-z2" / "tiny_enforce"
+    return json.loads((folder / "report.json").read_text()), (folder / "report.md").read_text()
+
+
+def test_brevitas_golden_mismatch_stops_the_flow(config, monkeypatch, capsys):
+    import eehw.evaluate
+
+    real = eehw.evaluate.brevitas_int_logits
+
+    def off_by_one(model, x, golden, **kw):
+        logits = real(model, x, golden, **kw)
+        logits[-1][5, 0] += 1  # test sample 5, final exit
+        return logits
+
+    monkeypatch.setattr(eehw.evaluate, "brevitas_int_logits", off_by_one)
+    line = _synth_fails(config, capsys)
+    assert "golden vs Brevitas: 1 of" in line and "first: test sample 5 at exit 1" in line
+    report, md = _report()
+    assert report["status"] == "failed" and report["fits"] is False and "FAILED" in md
+
+
+@pytest.mark.slow
+def test_injected_rtl_mismatch_stops_the_flow(config, monkeypatch, capsys, without_hls):
+    """One result bit forced in the simulated hardware (the class LSB of the result stream)."""
+    import eehw.measure
+
+    real = eehw.measure.simulate
+
+    def corrupted(rtl, *args, **kw):
+        exit_w = max(1, (len(rtl.plan.exits) - 1).bit_length())
+        return real(rtl, *args, inject=f"initial force u_dut.m_tdata[{exit_w}] = 1'b1;", **kw)
+
+    monkeypatch.setattr(eehw.measure, "simulate", corrupted)
+    line = _synth_fails(config, capsys)
+    assert "rtl early-exit:" in line and "results differ from the golden model; first: test sample" in line
+    report, md = _report()
+    assert report["status"] == "failed" and "resources" not in report and "FAILED" in md
+    assert report["failed"]["step"] == "simulate"
+
+
+@pytest.mark.slow
+def test_worst_case_above_the_stated_bound_stops_the_flow(config, monkeypatch, capsys, without_hls):
+    """A stated bound one cycle below what the hardware takes on the final-exit path."""
+    from eehw.rtl import RtlDesign
+
+    real = RtlDesign.latency_bound
+    monkeypatch.setattr(RtlDesign, "latency_bound", property(lambda self: real.fget(self) - 1))
+    line = _synth_fails(config, capsys)
+    assert "measured worst-case latency" in line and "exceeds the stated bound" in line
+    assert "every test sample forced to the final exit" in line
+    assert _report()[0]["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_hls_csim_mismatch_stops_the_flow(config, monkeypatch, capsys):
+    from eehw.hls import HlsBlock
+
+    real = HlsBlock.predict
+
+    def wrong_head(self, x):
+        y = real(self, x)
+        if self.name == "heads.1":
+            y = np.array(y, copy=True)
+            y[3, 0] += 2.0 ** 6
+        return y
+
+    monkeypatch.setattr(HlsBlock, "predict", wrong_head)
+    line = _synth_fails(config, capsys)
+    assert "hls4ml C-sim: differs from the golden model (heads.1: 1 samples); first: test sample 3 at heads.1" in line
+    assert _report()[0]["status"] == "failed"
