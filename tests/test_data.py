@@ -93,7 +93,7 @@ def test_mnist1d_generates_locally(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ({"name": "cifar"}, "unknown dataset 'cifar'; valid: digits, mnist1d, npz"),
+        ({"name": "cifar"}, "unknown dataset 'cifar'; valid: digits, mnist1d, fashion_mnist, npz"),
         ({"name": "digits", "path": "x.npz"}, "data.path: unknown key"),
         ({"name": "digits", "val": 1.5}, "data.val: must be a fraction"),
         ({"name": "digits", "test": "0.2"}, "data.test: must be a fraction"),
