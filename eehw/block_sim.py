@@ -1,8 +1,8 @@
 """One block in Verilator under the per-cycle cocotb harness (rtl_sim/harness/block_tb.py).
 
 The harness takes any module with the project's AXI-Stream block interface (clk, rst,
-s_tdata/s_tvalid/s_tready/s_tuser, m_tdata/m_tvalid/m_tready/m_tuser, optional sticky error;
-one beat = one whole sample, element 0 in the low bits), so our generated blocks and the
+s_tdata/s_tvalid/s_tready/s_tuser, m_tdata/m_tvalid/m_tready/m_tuser, optional s_tlast/m_tlast
+and sticky error; a sample is one or more beats, element 0 in the low bits), so our generated blocks and the
 Verilog Vitis HLS writes per block run through the same checks, as FINN does with its rtlsim.
 Random input gaps and output stalls exercise the handshakes; after them a back-to-back burst
 without stalls measures the initiation interval. Builds are cached by a hash of the sources,
@@ -35,8 +35,8 @@ _DATA_FILE = re.compile(r'"([^"\n]+\.(?:mem|hex|dat|bin|txt))"')
 class BlockResult:
     """What came out of one block, per input sample in input order."""
 
-    outputs: np.ndarray  # (samples, out_elems) int64, decoded from the output beats
-    latency: np.ndarray  # output handshake cycle - input handshake cycle, -1 if missing
+    outputs: np.ndarray  # (samples, out_beats * out_elems) int64, decoded from the output beats
+    latency: np.ndarray  # last output beat's handshake cycle - first input beat's, -1 if missing
     in_cycle: np.ndarray
     out_cycle: np.ndarray
     ii: float  # mean cycles between output beats in the steady state of the back-to-back burst
@@ -45,6 +45,7 @@ class BlockResult:
     duplicates: int  # output beats whose tag matched no outstanding sample
     missing: int  # samples that never came out (burst samples not counted: ii is then nan)
     reordered: int  # output beats that came before an earlier sample's
+    bad_last: int  # output beats whose tlast is not 1 exactly on each sample's last beat
     error_flag: bool
     stalled: bool  # the run stopped after idle_limit cycles without a handshake (a lost sample)
     cycles: int
@@ -56,7 +57,8 @@ class BlockResult:
 
     @property
     def stream_ok(self) -> bool:
-        return self.duplicates == 0 and self.missing == 0 and self.reordered == 0 and not self.stalled
+        return (self.duplicates == 0 and self.missing == 0 and self.reordered == 0 and self.bad_last == 0
+                and not self.stalled)
 
 
 def design_block_sources(rtl, module: str) -> list[Path]:
@@ -113,9 +115,11 @@ def _unpack(word: int, n: int, bits: int, signed: bool) -> np.ndarray:
 
 def simulate_block(sources: list[Path], toplevel: str, x_int: np.ndarray, in_elem_bits: int, out_elems: int,
                    out_elem_bits: int, out_signed: bool, *, params: dict | None = None, gap_p: float = 0.0,
-                   stall_p: float = 0.0, seed: int = 0, idle_limit: int = 20_000) -> BlockResult:
+                   stall_p: float = 0.0, seed: int = 0, idle_limit: int = 20_000, in_beats: int = 1,
+                   out_beats: int = 1) -> BlockResult:
     """Run the samples ``x_int`` (one row per sample, already in beat order: channels-last for
-    feature maps) through the block ``toplevel``; each cycle the input is held back with
+    feature maps) through the block ``toplevel``, each as ``in_beats`` beats (a row split evenly,
+    ``out_elems`` elements in each of ``out_beats`` output beats); each cycle the input is held back with
     probability ``gap_p`` and the output stalled with probability ``stall_p``. Then up to 16
     of the samples again back to back without stalls, to measure the initiation interval.
     A block that loses a sample is stopped after ``idle_limit`` cycles without a handshake
@@ -133,16 +137,21 @@ def simulate_block(sources: list[Path], toplevel: str, x_int: np.ndarray, in_ele
     for name, p in (("gap_p", gap_p), ("stall_p", stall_p)):
         if not 0.0 <= p < 1.0:
             raise EehwError(f"{name}={p} is not a probability below 1 (1 would never hand a sample over)")
+    if in_beats < 1 or out_beats < 1 or rows.shape[1] % in_beats:
+        raise EehwError(f"{toplevel}: {rows.shape[1]} elements per sample do not split into {in_beats} beats")
+    n = len(rows)
+    beat_rows = rows.reshape(n * in_beats, -1)
     mask = (1 << in_elem_bits) - 1
-    words = [sum((int(v) & mask) << (i * in_elem_bits) for i, v in enumerate(row)) for row in rows.tolist()]
-    burst = min(BURST, len(words))
+    words = [sum((int(v) & mask) << (i * in_elem_bits) for i, v in enumerate(row)) for row in beat_rows.tolist()]
+    burst = min(BURST, n)
     build_dir = build_block(sources, toplevel, params)
 
     with tempfile.TemporaryDirectory(prefix="eehw-blk-") as tmp:
         tmp = Path(tmp)
         out_file = tmp / "out.json"
         cfg = {"words": [f"{w:x}" for w in words], "burst": burst, "seed": int(seed), "gap_p": gap_p,
-               "stall_p": stall_p, "in_bits": rows.shape[1] * in_elem_bits, "out_bits": out_elems * out_elem_bits,
+               "stall_p": stall_p, "in_bits": beat_rows.shape[1] * in_elem_bits, "out_bits": out_elems * out_elem_bits,
+               "beats": in_beats, "out_beats": out_beats,
                "idle_limit": int(idle_limit), "tail": TAIL, "output": str(out_file)}
         (tmp / "tb.json").write_text(json.dumps(cfg))
         from cocotb_tools.runner import get_runner
@@ -162,31 +171,38 @@ def simulate_block(sources: list[Path], toplevel: str, x_int: np.ndarray, in_ele
         raise EehwError(f"{toplevel}: {raw['mismatch']}; check the element counts and widths")
     if raw["protocol"]:
         raise EehwError(f"{toplevel} broke the AXI-Stream interface: {raw['protocol']}")
-    return _decode(raw, len(words), burst, out_elems, out_elem_bits, out_signed, wall)
+    return _decode(raw, n, burst, out_elems, out_beats, out_elem_bits, out_signed, wall)
 
 
-def _decode(raw: dict, n: int, burst: int, out_elems: int, bits: int, signed: bool, wall: float) -> BlockResult:
+def _decode(raw: dict, n: int, burst: int, out_elems: int, out_beats: int, bits: int, signed: bool,
+            wall: float) -> BlockResult:
     """Each output beat to its sample by tag (tags count up modulo 2^TAG_W, so the next output
-    with tag t belongs to the earliest outstanding sample with tag t)."""
+    beat with tag t belongs to the earliest sample with tag t that still expects beats)."""
     total = n + burst
     tag_mask = (1 << raw["widths"]["m_tuser"]) - 1
     pending: dict[int, list[int]] = {}
     for i in range(total - 1, -1, -1):
         pending.setdefault(i & tag_mask, []).append(i)
-    outputs = np.zeros((total, out_elems), dtype=np.int64)
+    outputs = np.zeros((total, out_beats * out_elems), dtype=np.int64)
+    got = np.zeros(total, dtype=np.int64)  # beats received per sample
     out_cycle = np.full(total, -1, dtype=np.int64)
-    duplicates = reordered = 0
+    duplicates = reordered = bad_last = 0
     last = -1
-    for cycle, tag, data in raw["out"]:
+    for cycle, tag, data, tlast in raw["out"]:
         queue = pending.get(int(tag))
         if not queue:
             duplicates += 1
             continue
-        i = queue.pop()
+        i = queue[-1]
         reordered += i < last  # a later sample's beat already came out
         last = max(last, i)
-        outputs[i] = _unpack(int(data, 16), out_elems, bits, signed)
-        out_cycle[i] = cycle
+        j = got[i]
+        outputs[i, j * out_elems:(j + 1) * out_elems] = _unpack(int(data, 16), out_elems, bits, signed)
+        got[i] += 1
+        bad_last += int(tlast) != int(got[i] == out_beats)
+        if got[i] == out_beats:
+            queue.pop()
+            out_cycle[i] = cycle
     in_cycle = np.full(total, -1, dtype=np.int64)
     in_cycle[:len(raw["in_cycle"])] = raw["in_cycle"][:total]
     latency = np.where((out_cycle >= 0) & (in_cycle >= 0), out_cycle - in_cycle, -1)
@@ -195,5 +211,5 @@ def _decode(raw: dict, n: int, burst: int, out_elems: int, bits: int, signed: bo
     steady = intervals[len(intervals) // 2:]  # the second half: the pipeline has filled
     ii = float(steady.mean()) if len(steady) else float("nan")
     return BlockResult(outputs[:n], latency[:n], in_cycle[:n], out_cycle[:n], ii, intervals, outputs[n:],
-                       duplicates, int((out_cycle[:n] < 0).sum()), int(reordered), bool(raw["error"]),
+                       duplicates, int((out_cycle[:n] < 0).sum()), int(reordered), bad_last, bool(raw["error"]),
                        bool(raw["timeout"]), int(raw["cycles"]), wall)

@@ -5,9 +5,11 @@ with Yosys and cached by content hash. The DSE composes designs from these figur
 Folding options (stated, and kept small on purpose): a block's option is a *lane level*
 L in {1, 2, 4, ..., max_simd * max_pe}; each matrix-vector layer of the block takes the
 (SIMD, PE) pair with the most lanes SIMD*PE <= L that divides its IN/OUT within max_simd /
-max_pe (ties: the wider SIMD). Levels that give a block the same foldings are one option.
+max_pe (ties: the wider SIMD). Levels that give a block the same foldings are one option, and
+a level that does not lower the block's cycles per sample (its sliding window or its input
+stream already sets the pace) is none.
 
-Cycles are the generator's exact formulas (``HwBlock.ii``, ``rtl.block_latency``,
+Cycles are the generator's formulas (``HwBlock.ii``, ``rtl.block_timing``,
 ``DecisionFormat.latency``, fork/gate/merge latencies), checked against simulation of whole
 designs in the DSE validation step. Resources are Yosys ``synth_xilinx`` cell counts of each
 module out of context.
@@ -31,10 +33,10 @@ from eehw.hwplan import Folding, HwBlock, MvuStage, plan_design
 from eehw.paths import cache_dir
 from eehw.policies import PolicyName, PolicyParams
 from eehw.progress import progress
-from eehw.rtl import TAG_W, DecisionFormat, block_latency, generate, hdl_dir
+from eehw.rtl import BLOCK_LIBRARY, TAG_W, DecisionFormat, block_timing, buffer_depth, generate, hdl_dir
+from eehw.timing import Timing
 
 CACHE_VERSION = 1
-BLOCK_LIBRARY = ("round_shift_sat.v", "requant.v", "mvu.v", "sliding_window.v", "collect.v", "maxpool.v")
 RESOURCE_KEYS = ("LUT", "FF", "DSP", "BRAM18")
 _DIR = "@EEHW_DIR@"  # stands for the job's own folder in cached file texts
 
@@ -66,9 +68,17 @@ class UnitOption:
     lanes: int
     folding: dict[str, tuple[int, int]]  # layer name -> (SIMD, PE)
     ii: int
-    latency: int
+    timing: Timing  # first input beat -> last output beat of one sample (eehw.timing)
     resources: dict[str, int]
     hw: HwBlock | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def latency(self) -> int:
+        return self.timing.latency
+
+    @property
+    def drain(self) -> int:
+        return self.timing.drain
 
     def as_dict(self) -> dict:
         return {"unit": self.unit, "lanes": self.lanes, "folding": {k: list(v) for k, v in self.folding.items()},
@@ -207,14 +217,17 @@ def gate_files(feat_w: int, dec_w: int, depth: int) -> dict[str, str]:
         back = "output" if d == "input" else "input"
         ports += [(d, f"{prefix}_tvalid", 1), (back, f"{prefix}_tready", 1), (d, f"{prefix}_tdata", w),
                   (d, f"{prefix}_tuser", TAG_W)]
+        if prefix.endswith("feat"):
+            ports.append((d, f"{prefix}_tlast", 1))
     ports.append(("output", "error", 1))
     return {**_library(["axis_fifo.v", "exit_gate.v"]), "eehw_char_top.v": _wrapper("exit_gate", params, ports)}
 
 
 def fork_files(width: int) -> dict[str, str]:
     ports = [("input", "clk", 1), ("input", "rst", 1), ("input", "s_tvalid", 1), ("output", "s_tready", 1),
-             ("input", "s_tdata", width), ("input", "s_tuser", TAG_W), ("output", "m_tvalid", 2),
-             ("input", "m_tready", 2), ("output", "m_tdata", 2 * width), ("output", "m_tuser", 2 * TAG_W)]
+             ("input", "s_tdata", width), ("input", "s_tuser", TAG_W), ("input", "s_tlast", 1), ("output", "m_tvalid", 2),
+             ("input", "m_tready", 2), ("output", "m_tdata", 2 * width), ("output", "m_tuser", 2 * TAG_W),
+             ("output", "m_tlast", 2)]
     return {**_library(["axis_fork.v"]), "eehw_char_top.v": _wrapper("axis_fork", {"W": width, "TAG_W": TAG_W}, ports)}
 
 
@@ -291,9 +304,13 @@ def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyPa
                     fold = {s.name: (s.folding.simd, s.folding.pe) for s in hw.stages if isinstance(s, MvuStage)}
                     if any(o.folding == fold for o in options[unit]):
                         continue
+                    # More lanes that no longer shorten the unit's cycles per sample (its sliding
+                    # window or input already sets the pace) only cost LUTs: not an option.
+                    if options[unit] and hw.ii >= options[unit][-1].ii:
+                        continue
                     files = _block_files(hw, out_dir)
                     key = _job_key(hw.module, files, board.family)
-                    option = UnitOption(unit, lanes, fold, hw.ii, block_latency(hw), {}, hw)
+                    option = UnitOption(unit, lanes, fold, hw.ii, block_timing(hw), {}, hw)
                     options[unit].append(option)
                     wanted.append((option, key))
                     jobs.setdefault(key, (hw.module, files, board.family))
@@ -302,7 +319,7 @@ def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyPa
     glue_jobs: dict[str, str] = {}
     final_head = base.heads[base.exits[-1]]
     for name, params in policies.items():
-        fmt = DecisionFormat(PolicyName(name), final_head.out_n, final_head.out_w, params.frac_bits)
+        fmt = DecisionFormat(PolicyName(name), final_head.out_beat, final_head.out_w, params.frac_bits)
         formats[name] = fmt
         shifts = {params.shift(k) for k in range(len(base.exits))} | set((extra_shifts or {}).get(name, ()))
         for shift in sorted(shifts):
@@ -319,7 +336,8 @@ def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyPa
         glue_jobs[key] = _job_key("eehw_char_top", files, board.family)
         jobs.setdefault(glue_jobs[key], ("eehw_char_top", files, board.family))
         units = [heads[position], *alt_heads.get(position, {}).values()]
-        depths = {gate_depth_bucket(_depth(h, b)) for u in units for h in options[u] for b in options[blocks[position]]}
+        depths = {buffer_depth(h.drain, b.hw, fmt.latency) for fmt in formats.values() for u in units
+                  for h in options[u] for b in options[blocks[position]]}
         for dec_w in dec_widths:
             for depth in sorted(depths):
                 key = Characterisation.gate_key(width, dec_w, depth)
@@ -358,12 +376,6 @@ def characterise(golden: GoldenModel, board: Board, policies: dict[str, PolicyPa
     return Characterisation(blocks, heads, options, glue, dict(policies), formats, synthesised=len(todo),
                             cached=len(jobs) - len(todo), seconds=time.perf_counter() - start, alt_heads=alt_heads,
                             own_types=dict(own_types or {}))
-
-
-def _depth(head: UnitOption, block: UnitOption) -> int:
-    from eehw.rtl import buffer_depth
-
-    return buffer_depth(head.hw, block.hw)
 
 
 def _store(key: str, result: dict) -> None:

@@ -106,6 +106,7 @@ class HardwareConfig:
     max_simd: int = 8  # default folding: the widest SIMD <= this that divides a layer's inputs
     max_pe: int = 4  # ... and the widest PE <= this that divides its outputs
     folding: tuple[tuple[str, int, int], ...] = ()  # per-layer overrides: (layer name, SIMD, PE)
+    memory: tuple[tuple[str, str], ...] = ()  # per-layer weight memory: (layer name, auto|block|distributed)
 
 
 @dataclass(frozen=True)
@@ -348,7 +349,7 @@ def _parse_policy(ctx: _Reader, raw: Any) -> PolicyConfig:
 
 
 def _parse_hardware(ctx: _Reader, raw: Any) -> HardwareConfig:
-    h = ctx.mapping(raw, "hardware", required=(), optional=("max_simd", "max_pe", "folding"))
+    h = ctx.mapping(raw, "hardware", required=(), optional=("max_simd", "max_pe", "folding", "memory"))
     folding = []
     overrides = ctx.mapping(h.get("folding", {}), "hardware.folding", required=(), optional=None)
     for layer, lanes in overrides.items():
@@ -356,10 +357,16 @@ def _parse_hardware(ctx: _Reader, raw: Any) -> HardwareConfig:
         pair = ctx.mapping(lanes, key, required=("simd", "pe"), optional=())
         folding.append((str(layer), ctx.integer(pair["simd"], f"{key}.simd", minimum=1),
                         ctx.integer(pair["pe"], f"{key}.pe", minimum=1)))
+    from eehw.hwplan import MemStyle
+
+    memory = []
+    for layer, style in ctx.mapping(h.get("memory", {}), "hardware.memory", required=(), optional=None).items():
+        memory.append((str(layer), ctx.enum(MemStyle, style, f"hardware.memory.{layer}").value))
     return HardwareConfig(
         max_simd=ctx.integer(h.get("max_simd", 8), "hardware.max_simd", minimum=1),
         max_pe=ctx.integer(h.get("max_pe", 4), "hardware.max_pe", minimum=1),
         folding=tuple(folding),
+        memory=tuple(memory),
     )
 
 

@@ -47,7 +47,8 @@ from eehw.errors import EehwError
 from eehw.head_variants import assembled_golden, own_heads, train_alternatives
 from eehw.paths import cache_dir
 from eehw.policies import PolicyName, PolicyParams, calibrate_shift, decide
-from eehw.rtl import FORK_LATENCY, GATE_LATENCY, MERGE_LATENCY, buffer_depth
+from eehw.rtl import FORK_LATENCY, GATE_FORWARD_LATENCY, GATE_RESULT_LATENCY, MERGE_LATENCY, buffer_depth
+from eehw.timing import Timing, compose_arrays, single_beat, streaming
 from eehw.thresholds import select_target
 
 OBJECTIVES = ("latency", "throughput", "resources")
@@ -274,7 +275,8 @@ class Composer:
             for r in RESOURCE_KEYS:
                 res[r] += self.table(unit, r)[choice[:, m]]
             load = np.maximum(load, self.reach[m] * self.table(unit, "ii")[choice[:, m]])
-            lat_unit.append(self.table(unit, "latency")[choice[:, m]])
+            timings = np.array([o.timing.as_tuple() for o in self.char.options[unit]], dtype=np.float64)
+            lat_unit.append(tuple(timings[choice[:, m], j] for j in range(4)))
         fmt = c.formats[ec.policy]
         d = fmt.latency
         # Glue: a decision unit per exit, the merge, and a fork + conditional buffer per early exit.
@@ -296,17 +298,28 @@ class Composer:
             for r in RESOURCE_KEYS:
                 table = np.vectorize(lambda key: c.glue[key][r], otypes=[np.float64])(keys)
                 res[r] += table[choice[:, h], choice[:, b]]
-        # Path latency of each exit (RtlDesign.latency_bound is the final exit's).
-        block_cum = np.cumsum(np.stack(lat_unit[:n_blocks]), axis=0)
-        path = np.zeros(len(choice))
+        # Path latency of each exit: rtl.exit_paths on arrays (RtlDesign.latency_bound is the final exit's).
+        def const(t):
+            return tuple(np.full(len(choice), float(v)) for v in t.as_tuple())
+
+        dec, merge = const(single_beat(d)), const(single_beat(MERGE_LATENCY))
         exit_lat = []
+        path = None
         for k, p in enumerate(ec.positions):
-            head = lat_unit[n_blocks + k]
-            if k < len(ec.positions) - 1:
-                exit_lat.append(block_cum[p] + path + FORK_LATENCY + head + d + GATE_LATENCY + MERGE_LATENCY)
-                path = path + FORK_LATENCY + head + d + GATE_LATENCY
+            start = 0 if not exit_lat else ec.positions[k - 1] + 1
+            for b in range(start, p + 1):
+                path = lat_unit[b] if path is None else compose_arrays(path, lat_unit[b])
+            beats = self.char.options[self.char.blocks[p]][0].hw.out_beats
+            final = k == len(ec.positions) - 1
+            to_dec = path if final else compose_arrays(path, const(streaming(FORK_LATENCY, beats)))
+            to_dec = compose_arrays(compose_arrays(to_dec, lat_unit[n_blocks + k]), dec)
+            if final:
+                exit_lat.append(compose_arrays(to_dec, merge)[2])
             else:
-                exit_lat.append(block_cum[p] + path + head + d + MERGE_LATENCY)
+                result_path = compose_arrays(compose_arrays(to_dec, const(single_beat(GATE_RESULT_LATENCY))), merge)
+                exit_lat.append(result_path[2])
+                forward = Timing.stage(GATE_FORWARD_LATENCY, 0, GATE_FORWARD_LATENCY + beats - 1, 1)
+                path = compose_arrays(to_dec, const(forward))
         exit_lat = np.stack(exit_lat)
         mean = (ec.exit_fractions[:, None] * exit_lat).sum(axis=0)
         return {**res, "throughput": 1.0 / load, "mean_latency": mean, "worst_latency": exit_lat[-1],
@@ -318,7 +331,8 @@ class Composer:
     def _depth_table(self, position: int, head_unit: str) -> np.ndarray:
         heads = self.char.options[head_unit]
         blocks = self.char.options[self.char.blocks[position]]
-        return np.array([[gate_depth_bucket(buffer_depth(h.hw, b.hw)) for b in blocks] for h in heads])
+        d = self.char.formats[self.ec.policy].latency
+        return np.array([[buffer_depth(h.drain, b.hw, d) for b in blocks] for h in heads])
 
     def foldings(self, row) -> dict[str, tuple[int, int]]:
         out = {}

@@ -133,7 +133,7 @@ def _early_exit_choice(d: Design) -> tuple[list[int], list[int | None]]:
 
 
 def step_rtl(d: Design) -> None:
-    from eehw.hwplan import Folding, plan_design
+    from eehw.hwplan import Folding, MemStyle, plan_design
     from eehw.rtl import generate
 
     hw = d.cfg.hardware
@@ -148,7 +148,7 @@ def step_rtl(d: Design) -> None:
     for kind, exits in (("early_exit", positions), ("baseline", [])):
         name = d.cfg.name if kind == "early_exit" else f"{d.cfg.name}_baseline"
         plan = plan_design(d.golden, name, exits, foldings if kind == "early_exit" else base_foldings,
-                           hw.max_simd, hw.max_pe)
+                           hw.max_simd, hw.max_pe, {layer: MemStyle(style) for layer, style in hw.memory})
         d.rtl[kind] = generate(plan, params, d.out_dir / ("rtl" if kind == "early_exit" else "rtl_baseline"),
                                d.golden.exits)
 

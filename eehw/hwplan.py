@@ -1,15 +1,22 @@
 """From the golden integer model to a hardware plan: which RTL stage computes each operation,
-with which widths, shifts and folding. The Verilog generator and the latency bound read this
-plan; nothing here writes files.
+with which widths, shifts, folding and memory style, and how the stream between them is cut
+into beats. The Verilog generator and the latency bound read this plan; nothing here writes
+files.
 
-A Dense followed by its Quant becomes one folded matrix-vector unit (``mvu``) that
-requantises its accumulator; a Quant that follows another Quant (a block or head boundary)
-becomes an element-wise ``requant`` stage unless it is the identity.
+Every stage streams (as FINN and hls4ml ``io_stream`` do): a feature map travels one pixel
+(all its channels) per beat, a dense vector in beats of the reading layer's SIMD. A Dense or
+Conv followed by its Quant becomes one folded matrix-vector unit (``mvu``) that requantises its
+accumulator, a convolution's receptive fields come from a line-buffer ``sliding_window``, and a
+Quant that follows another Quant (a block or head boundary) becomes an element-wise
+``requant`` stage unless it is the identity. Where a stream's beats are not the width the next
+stage reads, a width converter (``dwc``) regroups them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
+from math import gcd
 
 import numpy as np
 
@@ -23,10 +30,21 @@ class Folding:
     pe: int
 
 
+class MemStyle(str, Enum):
+    """Where a module keeps a memory (FINN's ram_style): chosen by size, or forced per layer."""
+
+    AUTO = "auto"
+    BLOCK = "block"
+    DISTRIBUTED = "distributed"
+
+
 @dataclass(frozen=True)
 class RequantStage:
+    """requant.v: element-wise requantisation of every beat (``n`` elements) of the stream."""
+
     name: str
-    n: int
+    n: int  # elements per beat
+    beats: int  # beats per sample
     in_w: int
     in_signed: bool
     shift: int
@@ -36,16 +54,22 @@ class RequantStage:
     out_max: int
 
     module = "requant"
-    latency = 1  # one register stage
-    ii = 1
 
     @property
-    def in_bits(self) -> int:
-        return self.n * self.in_w
-
-    @property
-    def out_n(self) -> int:
+    def in_beat(self) -> int:
         return self.n
+
+    @property
+    def out_beat(self) -> int:
+        return self.n
+
+    @property
+    def in_beats(self) -> int:
+        return self.beats
+
+    @property
+    def out_beats(self) -> int:
+        return self.beats
 
     @property
     def params(self) -> dict[str, int]:
@@ -56,6 +80,9 @@ class RequantStage:
 
 @dataclass(frozen=True)
 class MvuStage:
+    """mvu.v: one vector of ``in_n`` elements (IN/SIMD beats of SIMD) in, one beat of ``out_n``
+    elements out, ``positions`` vectors per sample (a convolution's output positions)."""
+
     name: str
     weight: np.ndarray = field(repr=False)  # (out, in) int64
     bias: np.ndarray = field(repr=False)  # (out,) int64
@@ -69,7 +96,8 @@ class MvuStage:
     out_signed: bool
     out_min: int
     out_max: int
-    positions: int = 1  # beats per sample: the output positions of a convolution, 1 for a dense layer
+    positions: int = 1
+    w_style: MemStyle = MemStyle.AUTO
 
     module = "mvu"
 
@@ -82,12 +110,24 @@ class MvuStage:
         return self.weight.shape[0]
 
     @property
-    def in_bits(self) -> int:
-        return self.in_n * self.a_w
+    def in_beat(self) -> int:
+        return self.folding.simd
 
     @property
-    def ii(self) -> int:
-        """Cycles per sample: (IN/SIMD) * (OUT/PE)."""
+    def out_beat(self) -> int:
+        return self.out_n
+
+    @property
+    def in_beats(self) -> int:
+        return self.positions * self.in_n // self.folding.simd
+
+    @property
+    def out_beats(self) -> int:
+        return self.positions
+
+    @property
+    def vector_ii(self) -> int:
+        """Cycles per vector: (IN/SIMD) * (OUT/PE)."""
         return (self.in_n // self.folding.simd) * (self.out_n // self.folding.pe)
 
     @property
@@ -99,7 +139,7 @@ class MvuStage:
                 "A_W": self.a_w, "A_SIGNED": int(self.a_signed), "W_W": self.w_w, "B_W": self.b_w,
                 "SHIFT": self.shift, "OUT_W": self.out_w, "OUT_SIGNED": int(self.out_signed),
                 "OUT_MIN": self.out_min, "OUT_MAX": self.out_max,
-                "WEIGHT_FILE": weight_file, "BIAS_FILE": bias_file}
+                "WEIGHT_FILE": weight_file, "BIAS_FILE": bias_file, "W_STYLE": f'"{self.w_style.value}"'}
 
 
 class _SameWidth:
@@ -108,31 +148,36 @@ class _SameWidth:
     e: int
 
     @property
+    def in_w(self) -> int:
+        return self.e
+
+    @property
     def out_w(self) -> int:
         return self.e
 
 
 @dataclass(frozen=True)
 class WindowStage(_SameWidth):
-    """sliding_window.v: one whole channels-last map in, one receptive field per output position out."""
+    """sliding_window.v: a pixel stream in, each output position's receptive field out in
+    beats of ``simd`` elements (the next MVU's SIMD), from a (K-1)-row line buffer."""
 
     name: str
     dims: int
     c: int
-    in_h: int
-    in_w: int
+    height: int  # input rows (1 for 1-D)
+    width: int  # input columns (the length for 1-D)
     k: int
     stride: int
     pad: int
     e: int
+    simd: int
 
     module = "sliding_window"
-    latency = 2  # sliding_window.v: map accepted -> first window
 
     @property
     def out_hw(self) -> tuple[int, int]:
-        out_h = (self.in_h + 2 * self.pad - self.k) // self.stride + 1 if self.dims == 2 else 1
-        return out_h, (self.in_w + 2 * self.pad - self.k) // self.stride + 1
+        out_h = (self.height + 2 * self.pad - self.k) // self.stride + 1 if self.dims == 2 else 1
+        return out_h, (self.width + 2 * self.pad - self.k) // self.stride + 1
 
     @property
     def positions(self) -> int:
@@ -140,73 +185,151 @@ class WindowStage(_SameWidth):
         return out_h * out_w
 
     @property
-    def out_n(self) -> int:
+    def window(self) -> int:
+        """Elements of one receptive field."""
         return (self.k ** self.dims) * self.c
 
     @property
-    def ii(self) -> int:
-        return self.positions
+    def in_beat(self) -> int:
+        return self.c
 
     @property
-    def params(self) -> dict[str, int]:
-        return {"DIMS": self.dims, "C": self.c, "IN_H": self.in_h, "IN_W": self.in_w, "K": self.k,
-                "STRIDE": self.stride, "PAD": self.pad, "E": self.e}
-
-
-@dataclass(frozen=True)
-class CollectStage(_SameWidth):
-    """collect.v: P position beats back into one whole channels-last map."""
-
-    name: str
-    p: int
-    n: int
-    e: int
-
-    module = "collect"
-    latency = 1  # collect.v: last position beat -> whole map
+    def out_beat(self) -> int:
+        return self.simd
 
     @property
-    def out_n(self) -> int:
-        return self.p * self.n
+    def in_beats(self) -> int:
+        return self.height * self.width
 
     @property
-    def ii(self) -> int:
-        return self.p
+    def out_beats(self) -> int:
+        return self.positions * self.window // self.simd
 
     @property
-    def params(self) -> dict[str, int]:
-        return {"P": self.p, "N": self.n, "E": self.e}
+    def params(self) -> dict[str, int | str]:
+        return {"DIMS": self.dims, "C": self.c, "IN_H": self.height, "IN_W": self.width, "K": self.k,
+                "STRIDE": self.stride, "PAD": self.pad, "E": self.e, "SIMD": self.simd}
 
 
 @dataclass(frozen=True)
 class PoolStage(_SameWidth):
-    """maxpool.v: K x K (or K) max pooling with stride K of a whole channels-last map."""
+    """maxpool.v: K x K (or K) max pooling with stride K of a pixel stream, one row of partial maxima."""
 
     name: str
     dims: int
     c: int
-    in_h: int
-    in_w: int
+    height: int  # input rows (1 for 1-D)
+    width: int  # input columns (the length for 1-D)
     k: int
     e: int
     signed: bool
 
     module = "maxpool"
-    latency = 1
-    ii = 1
 
     @property
-    def out_n(self) -> int:
-        out_h = self.in_h // self.k if self.dims == 2 else 1
-        return out_h * (self.in_w // self.k) * self.c
+    def out_hw(self) -> tuple[int, int]:
+        return (self.height // self.k if self.dims == 2 else 1), self.width // self.k
+
+    @property
+    def in_beat(self) -> int:
+        return self.c
+
+    @property
+    def out_beat(self) -> int:
+        return self.c
+
+    @property
+    def in_beats(self) -> int:
+        return self.height * self.width
+
+    @property
+    def out_beats(self) -> int:
+        out_h, out_w = self.out_hw
+        return out_h * out_w
 
     @property
     def params(self) -> dict[str, int]:
-        return {"DIMS": self.dims, "C": self.c, "IN_H": self.in_h, "IN_W": self.in_w, "K": self.k, "E": self.e,
+        return {"DIMS": self.dims, "C": self.c, "IN_H": self.height, "IN_W": self.width, "K": self.k, "E": self.e,
                 "SIGNED": int(self.signed)}
 
 
-Stage = RequantStage | MvuStage | WindowStage | CollectStage | PoolStage
+@dataclass(frozen=True)
+class DwcStage(_SameWidth):
+    """dwc.v: the same elements in beats of ``out_n`` instead of ``in_n`` (one divides the other)."""
+
+    name: str
+    in_n: int
+    out_n: int
+    n: int  # elements per sample
+    e: int
+
+    module = "dwc"
+
+    @property
+    def in_beat(self) -> int:
+        return self.in_n
+
+    @property
+    def out_beat(self) -> int:
+        return self.out_n
+
+    @property
+    def in_beats(self) -> int:
+        return self.n // self.in_n
+
+    @property
+    def out_beats(self) -> int:
+        return self.n // self.out_n
+
+    @property
+    def params(self) -> dict[str, int]:
+        return {"IN_N": self.in_n, "OUT_N": self.out_n, "N": self.n, "E": self.e}
+
+
+@dataclass(frozen=True)
+class FifoStage:
+    """axis_fifo.v between a sliding window and a slower MVU: lets the window scan the next
+    sample's leading rows while the MVU still works through the previous sample's last windows
+    (without it the MVU would idle for the window's first-window latency at every sample)."""
+
+    name: str
+    n: int  # elements per beat
+    e: int
+    beats: int  # beats per sample
+    depth: int
+
+    module = "axis_fifo"
+
+    @property
+    def in_w(self) -> int:
+        return self.e
+
+    @property
+    def out_w(self) -> int:
+        return self.e
+
+    @property
+    def in_beat(self) -> int:
+        return self.n
+
+    @property
+    def out_beat(self) -> int:
+        return self.n
+
+    @property
+    def in_beats(self) -> int:
+        return self.beats
+
+    @property
+    def out_beats(self) -> int:
+        return self.beats
+
+    @property
+    def params(self) -> dict[str, int]:
+        return {"W": self.n * self.e, "DEPTH": self.depth}
+
+
+Stage = RequantStage | MvuStage | WindowStage | PoolStage | DwcStage | FifoStage
 
 
 @dataclass(frozen=True)
@@ -228,14 +351,17 @@ class ElemFormat:
 
 @dataclass(frozen=True)
 class HwBlock:
-    """One backbone block or exit head as a chain of RTL stages."""
+    """One backbone block or exit head as a chain of RTL stages, with the stream it reads
+    (``in_beats`` beats of ``in_beat`` elements per sample) and the stream it writes."""
 
     name: str
     stages: tuple[Stage, ...]
-    in_n: int
+    in_beat: int
+    in_beats: int
     in_w: int
     in_signed: bool
-    out_n: int
+    out_beat: int
+    out_beats: int
     out_w: int
     out_signed: bool
     out_format: ElemFormat  # what the next block and the heads reading this one receive
@@ -246,18 +372,39 @@ class HwBlock:
 
     @property
     def ii(self) -> int:
-        """Cycles per sample of the slowest stage. A convolution's MVU states its II per output
-        position and runs once per position; every other stage's II is already per sample (the
-        sliding window's is its number of positions, one window a cycle)."""
-        return max(s.ii * s.positions if isinstance(s, MvuStage) else s.ii for s in self.stages) if self.stages else 1
+        """Cycles per sample of the slowest stage (each stage's own limit, stage_ii)."""
+        return max((stage_ii(s) for s in self.stages), default=1)
 
     @property
     def in_bits(self) -> int:
-        return self.in_n * self.in_w
+        """Bits of one input beat."""
+        return self.in_beat * self.in_w
 
     @property
     def out_bits(self) -> int:
-        return self.out_n * self.out_w
+        """Bits of one output beat."""
+        return self.out_beat * self.out_w
+
+
+def stage_ii(stage: Stage) -> int:
+    """Cycles per sample a stage needs on back-to-back samples, as its module header states."""
+    if isinstance(stage, MvuStage):
+        return stage.positions * stage.vector_ii
+    if isinstance(stage, WindowStage):
+        return window_cycles(stage)
+    return max(stage.in_beats, stage.out_beats)  # requant, maxpool, dwc: one beat per cycle
+
+
+def window_cycles(stage: WindowStage) -> int:
+    """sliding_window.v header: the padded map is scanned one step a cycle, and a window
+    position waits until the previous window's NB beats have left: the sum over the gaps d_j
+    between window positions (across samples for the last) of max(NB, d_j)."""
+    kh = stage.k if stage.dims == 2 else 1
+    hp, wp = stage.height + (2 * stage.pad if stage.dims == 2 else 0), stage.width + 2 * stage.pad
+    out_h, out_w = stage.out_hw
+    nb, s = stage.window // stage.simd, stage.stride
+    return (out_h * (out_w - 1) * max(nb, s) + (out_h - 1) * max(nb, s * wp - (out_w - 1) * s)
+            + max(nb, hp * wp - (out_h - 1) * s * wp - (out_w - 1) * s))
 
 
 def default_folding(n_in: int, n_out: int, max_simd: int, max_pe: int) -> Folding:
@@ -273,14 +420,44 @@ def _width(lo: int, hi: int, signed: bool) -> int:
     return max(int(hi).bit_length(), 1)
 
 
+def _regroup(name: str, beat: int, want: int, n: int, e: int) -> list[DwcStage]:
+    """Width converters from beats of ``beat`` to beats of ``want`` elements (through their
+    greatest common divisor when neither divides the other)."""
+    if beat == want:
+        return []
+    if beat % want == 0 or want % beat == 0:
+        return [DwcStage(name, beat, want, n, e)]
+    g = gcd(beat, want)
+    return [DwcStage(name + "_a", beat, g, n, e), DwcStage(name + "_b", g, want, n, e)]
+
+
+def _window_fifo(window: WindowStage, n_in: int, n_out: int, folding: Folding) -> FifoStage | None:
+    """A FIFO after the window when the MVU is the slower stage and holds less work than the
+    window's first-window latency (sliding_window.v: (KH-1)*WP + K cycles into each sample): deep
+    enough for the MVU to stay busy that long (it reads one beat per OUT/PE cycles)."""
+    sf, nf = n_in // folding.simd, n_out // folding.pe
+    vector_ii = sf * nf
+    kh = window.k if window.dims == 2 else 1
+    lead = (kh - 1) * (window.width + 2 * window.pad) + window.k
+    held = (2 if nf > 1 else 1) * vector_ii  # mvu.v's ping-pong input buffer (NF > 1)
+    if window.positions * vector_ii <= window_cycles(window) or lead <= held:
+        return None
+    depth = 4
+    while depth < -(-lead // nf) + 2:
+        depth *= 2
+    return FifoStage(window.name.replace(".window", ".fifo"), window.simd, window.e, window.out_beats, depth)
+
+
 def plan_block(block: IntBlock, fmt_in: ElemFormat | None, foldings: dict[str, Folding],
-               max_simd: int, max_pe: int) -> HwBlock:
+               max_simd: int, max_pe: int, mem_styles: dict[str, MemStyle] | None = None) -> HwBlock:
     """Map a block's integer ops to RTL stages.
 
     ``fmt_in`` is how the integers entering the block are carried: the previous block's output
     format, or for block 0 None (its input quantiser's float->int step happens before the
-    hardware, so it is skipped here and gives the format).
+    hardware, so it is skipped here and gives the format). A block reads a map as a pixel
+    stream (channels per beat) and a vector as one beat.
     """
+    mem_styles = mem_styles or {}
     ops = list(block.ops)
     if block.name == "blocks.0":
         if not ops or not isinstance(ops[0], Quant) or ops[0].in_exp is not None:
@@ -290,7 +467,8 @@ def plan_block(block: IntBlock, fmt_in: ElemFormat | None, foldings: dict[str, F
     exp, bits, signed, lo, hi = fmt_in.exp, fmt_in.bits, fmt_in.signed, fmt_in.lo, fmt_in.hi
     shape = tuple(block.in_shape)  # (features,) or channels-first (C, L) / (C, H, W); beats are channels-last
     n = int(np.prod(shape))
-    in_n, in_w, in_signed = n, bits, signed
+    beat = shape[0] if len(shape) > 1 else n  # elements per beat of the stream so far
+    in_beat, in_w, in_signed = beat, bits, signed
     column_order: np.ndarray | None = None  # golden flatten index of each hardware element
     stages: list[Stage] = []
     i = 0
@@ -298,7 +476,7 @@ def plan_block(block: IntBlock, fmt_in: ElemFormat | None, foldings: dict[str, F
         op = ops[i]
         if isinstance(op, Flatten):
             if len(shape) > 1:
-                # Golden flattens channel-major (c, p); the hardware vector is channels-last (p, c).
+                # Golden flattens channel-major (c, p); the hardware stream is channels-last (p, c).
                 c, positions = shape[0], int(np.prod(shape[1:]))
                 column_order = np.arange(c * positions).reshape(c, positions).T.reshape(-1)
             shape = (n,)
@@ -308,12 +486,12 @@ def plan_block(block: IntBlock, fmt_in: ElemFormat | None, foldings: dict[str, F
             dims = len(op.kernel)
             if len(set(op.kernel)) != 1 or tuple(op.stride) != tuple(op.kernel):
                 raise EehwError(f"{op.name}: the RTL max pool takes square windows with stride = window size")
-            in_h, in_w_ = (shape[1], shape[2]) if dims == 2 else (1, shape[1])
-            stage = PoolStage(op.name, dims, shape[0], in_h, in_w_, op.kernel[0], bits, signed)
+            height, width = (shape[1], shape[2]) if dims == 2 else (1, shape[1])
+            stage = PoolStage(op.name, dims, shape[0], height, width, op.kernel[0], bits, signed)
             stages.append(stage)
-            k = op.kernel[0]
-            shape = (shape[0], in_h // k, in_w_ // k) if dims == 2 else (shape[0], in_w_ // k)
-            n = stage.out_n
+            out_h, out_w = stage.out_hw
+            shape = (shape[0], out_h, out_w) if dims == 2 else (shape[0], out_w)
+            n = int(np.prod(shape))
             i += 1
             continue
         if isinstance(op, Quant):
@@ -324,8 +502,8 @@ def plan_block(block: IntBlock, fmt_in: ElemFormat | None, foldings: dict[str, F
                 # 8-bit signed QuantIdentity reading a 7-bit unsigned QuantReLU).
                 i += 1
                 continue
-            stages.append(RequantStage(op.name, n, bits, signed, op.out_exp - exp, op.bits, op.signed,
-                                       out_lo, out_hi))
+            stages.append(RequantStage(op.name, beat, n // beat, bits, signed, op.out_exp - exp, op.bits,
+                                       op.signed, out_lo, out_hi))
             exp, bits, signed, lo, hi = op.out_exp, op.bits, op.signed, out_lo, out_hi
             i += 1
             continue
@@ -341,10 +519,6 @@ def plan_block(block: IntBlock, fmt_in: ElemFormat | None, foldings: dict[str, F
                 if (len(set(op.weight.shape[2:])) != 1 or len(set(op.stride)) != 1 or len(set(op.padding)) != 1):
                     raise EehwError(f"{op.name}: the RTL convolution takes square kernels with equal stride "
                                     f"and padding on every axis")
-                in_h, in_w_ = (shape[1], shape[2]) if dims == 2 else (1, shape[1])
-                window = WindowStage(op.name + ".window", dims, shape[0], in_h, in_w_, k, op.stride[0],
-                                     op.padding[0], bits)
-                stages.append(window)
                 # Window beats hold (kernel offset, channel) in that order: permute (out, in, *k) to match.
                 weight = np.moveaxis(op.weight, 1, -1).reshape(out_ch, -1)
             else:
@@ -354,25 +528,38 @@ def plan_block(block: IntBlock, fmt_in: ElemFormat | None, foldings: dict[str, F
             if weight.shape[1] % folding.simd or out_ch % folding.pe:
                 raise EehwError(f"{op.name}: SIMD {folding.simd} / PE {folding.pe} must divide IN "
                                 f"{weight.shape[1]} / OUT {out_ch}")
+            positions = 1
+            if isinstance(op, Conv):
+                height, width = (shape[1], shape[2]) if dims == 2 else (1, shape[1])
+                window = WindowStage(op.name + ".window", dims, shape[0], height, width, k, op.stride[0],
+                                     op.padding[0], bits, folding.simd)
+                stages.append(window)
+                positions = window.positions
+            else:
+                stages += _regroup(op.name + ".dwc", beat, folding.simd, n, bits)
+            if isinstance(op, Conv):
+                fifo = _window_fifo(window, weight.shape[1], out_ch, folding)
+                if fifo is not None:
+                    stages.append(fifo)
             bias = op.bias if op.bias is not None else np.zeros(out_ch, np.int64)
             b_w = _width(int(bias.min(initial=0)), int(bias.max(initial=0)), True)
             out_lo, out_hi = int_range(nxt.bits, nxt.signed, nxt.narrow)
-            positions = window.positions if isinstance(op, Conv) else 1
             stages.append(MvuStage(op.name, weight, bias, folding, bits, signed, op.weight_bits, b_w,
-                                   nxt.out_exp - op.out_exp, nxt.bits, nxt.signed, out_lo, out_hi, positions))
+                                   nxt.out_exp - op.out_exp, nxt.bits, nxt.signed, out_lo, out_hi, positions,
+                                   mem_styles.get(op.name, MemStyle.AUTO)))
             exp, bits, signed, lo, hi = nxt.out_exp, nxt.bits, nxt.signed, out_lo, out_hi
             if isinstance(op, Conv):
-                out_h, out_w_ = window.out_hw
-                stages.append(CollectStage(op.name + ".collect", window.positions, out_ch, bits))
-                shape = (out_ch, out_h, out_w_) if dims == 2 else (out_ch, out_w_)
+                out_h, out_w = window.out_hw
+                shape = (out_ch, out_h, out_w) if dims == 2 else (out_ch, out_w)
             else:
                 shape = (out_ch,)
             n = int(np.prod(shape))
+            beat = out_ch
             i += 2
             continue
         raise EehwError(f"{op.name}: {type(op).__name__} has no RTL mapping")
-    return HwBlock(block.name, tuple(stages), in_n, in_w, in_signed, n, bits, signed,
-                   ElemFormat(exp, bits, signed, lo, hi))
+    return HwBlock(block.name, tuple(stages), in_beat, int(np.prod(block.in_shape)) // in_beat, in_w, in_signed,
+                   beat, n // beat, bits, signed, ElemFormat(exp, bits, signed, lo, hi))
 
 
 @dataclass(frozen=True)
@@ -391,7 +578,8 @@ class DesignPlan:
 
 
 def plan_design(golden: GoldenModel, name: str, exits: list[int] | None = None,
-                foldings: dict[str, Folding] | None = None, max_simd: int = 8, max_pe: int = 4) -> DesignPlan:
+                foldings: dict[str, Folding] | None = None, max_simd: int = 8, max_pe: int = 4,
+                mem_styles: dict[str, MemStyle] | None = None) -> DesignPlan:
     """Plan the RTL of ``golden`` keeping only the exits in ``exits`` (default all; the final
     exit is always kept). ``exits=[]`` gives the no-exit baseline."""
     foldings = foldings or {}
@@ -404,11 +592,11 @@ def plan_design(golden: GoldenModel, name: str, exits: list[int] | None = None,
     heads: dict[int, HwBlock] = {}
     fmt: ElemFormat | None = None
     for k, block in enumerate(golden.blocks):
-        hw = plan_block(block, fmt, foldings, max_simd, max_pe)
+        hw = plan_block(block, fmt, foldings, max_simd, max_pe, mem_styles)
         blocks.append(hw)
         fmt = hw.out_format
         if k in keep:
-            heads[k] = plan_block(golden.heads[k], fmt, foldings, max_simd, max_pe)
+            heads[k] = plan_block(golden.heads[k], fmt, foldings, max_simd, max_pe, mem_styles)
     input_quant = golden.blocks[0].ops[0]
     exps = tuple(golden.heads[k].out_exp for k in keep)
     return DesignPlan(name, tuple(blocks), heads, input_quant, exps)

@@ -9,7 +9,7 @@ from eehw.board import Board, Resources
 from eehw.errors import VerificationError
 from eehw.golden import GoldenModel
 from eehw.policies import PolicyParams, decide
-from eehw.rtl import RtlDesign, hdl_dir
+from eehw.rtl import BLOCK_LIBRARY, RtlDesign, hdl_dir
 from eehw.sim import SimResult, simulate
 from eehw.synth import SynthResult, synthesize
 
@@ -121,8 +121,7 @@ def enforce(kind: str, measured: dict, rtl: RtlDesign) -> None:
 
 def resources(rtl: RtlDesign, board: Board) -> dict:
     """Yosys counts per block and head (out of context) and for the whole top."""
-    library = [hdl_dir() / name for name in ("round_shift_sat.v", "requant.v", "mvu.v", "sliding_window.v",
-                                             "collect.v", "maxpool.v")]
+    library = [hdl_dir() / name for name in BLOCK_LIBRARY]
     per_block = {}
     for block in list(rtl.plan.blocks) + [rtl.plan.heads[k] for k in rtl.plan.exits]:
         src = rtl.out_dir / f"{block.module}.v"

@@ -12,7 +12,8 @@ _console = Console(stderr=True)
 
 
 class _LineProgress:
-    """Stand-in for rich.Progress when stderr is not a terminal: prints each task once, when done."""
+    """Stand-in for rich.Progress when stderr is not a terminal: a line per tenth of a task (so a
+    long training run shows its epochs in a log) and one when it is done."""
 
     def __init__(self):
         self._tasks: dict[int, dict] = {}
@@ -27,8 +28,9 @@ class _LineProgress:
         t["done"] += advance
         if description:
             t["description"] = description
-        if t["done"] >= t["total"]:
-            print(f"{t['description']} [{t['total']}/{t['total']}]", file=sys.stderr, flush=True)
+        step = max(1, t["total"] // 10)
+        if advance and (t["done"] >= t["total"] or t["done"] // step != (t["done"] - advance) // step):
+            print(f"{t['description']} [{min(t['done'], t['total'])}/{t['total']}]", file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -12,15 +12,16 @@ from pathlib import Path
 import jinja2
 
 from eehw.errors import EehwError
-from eehw.hwplan import DesignPlan, HwBlock, MvuStage, RequantStage, WindowStage
+from eehw.hwplan import DesignPlan, DwcStage, FifoStage, HwBlock, MvuStage, PoolStage, RequantStage, WindowStage
+from eehw.timing import Timing, chain, single_beat, streaming
 from eehw.paths import shipped
 from eehw.policies import PolicyName, PolicyParams, pow2_sum_bits
 from eehw.rtl_weights import write_bias_memory, write_weight_memory
 
 TAG_W = 16
 HARDWARE_POLICIES = {PolicyName.MARGIN: 0, PolicyName.MAX_SOFTMAX_POW2: 1}
-LIBRARY = ["round_shift_sat.v", "requant.v", "mvu.v", "sliding_window.v", "collect.v", "maxpool.v",
-           "decision_unit.v", "axis_fifo.v", "axis_fork.v", "exit_gate.v", "exit_merge.v"]
+BLOCK_LIBRARY = ("round_shift_sat.v", "requant.v", "mvu.v", "sliding_window.v", "maxpool.v", "dwc.v", "axis_fifo.v")
+LIBRARY = [*BLOCK_LIBRARY, "decision_unit.v", "axis_fork.v", "exit_gate.v", "exit_merge.v"]
 
 
 def hdl_dir() -> Path:
@@ -65,23 +66,105 @@ class DecisionFormat:
         return 0 if self.policy == PolicyName.MARGIN else (1 << self.thr_w) - 1
 
 
-# Handshake-to-handshake latencies of the library modules, as their headers state them (and as
-# rtl_sim/tests measure): fork, exit gate and merge are one register each.
+# Handshake latencies of the library modules, as their headers state them (and as rtl_sim/tests
+# measure).
+REQUANT_LATENCY = 1
+FIFO_LATENCY = 1  # axis_fifo.v: first and last beat, empty FIFO
 FORK_LATENCY = 1
-GATE_LATENCY = 1
+GATE_FORWARD_LATENCY = 1  # exit_gate.v: decision handshake -> first forwarded feature beat
+GATE_RESULT_LATENCY = 1  # exit_gate.v: decision handshake -> m_res beat
 MERGE_LATENCY = 1
 
 
-def stage_latency(stage) -> int:
-    """Input handshake to output handshake of one sample on an idle stage."""
+def mvu_timing(stage: MvuStage) -> Timing:
+    """mvu.v header: a vector of SF = IN/SIMD beats, II = SF*NF cycles per vector; NF = 1
+    computes each beat as it arrives (first beat out SF + 3 cycles after the vector's first,
+    last 4 after its last), NF > 1 buffers the vector in a ping-pong memory (first SF*NF + SF + 3,
+    last SF*NF + 4 on an idle unit). Over a sample of several vectors the last one can also wait
+    for the previous vector's SF*NF cycles, which the drain allows for."""
+    sf = stage.in_n // stage.folding.simd
+    nf = stage.out_n // stage.folding.pe
+    ii = stage.vector_ii
+    first = sf + 3 if nf == 1 else ii + sf + 3
+    total = first + (stage.positions - 1) * ii  # first input beat -> last output, input at full rate
+    drain = 4 if nf == 1 else (ii + 4 if stage.positions == 1 else 2 * ii - sf + 4)
+    return Timing.stage(first, total - drain, drain, stage.in_beats)
+
+
+def _ending(span: int, last_latency: int) -> tuple[int, int]:
+    """(span, drain) for a stage whose last output can leave before its last input (floor-mode
+    pooling or a window that drops trailing rows): the drain is then 0 and the span ends there."""
+    return (span, last_latency) if last_latency >= 0 else (span + last_latency, 0)
+
+
+def window_timing(stage: WindowStage) -> Timing:
+    """sliding_window.v header: a scan of the padded map, one step a cycle, waiting at a window
+    position until the previous window's NB beats have left."""
+    kh = stage.k if stage.dims == 2 else 1
+    hp, wp = stage.height + (2 * stage.pad if stage.dims == 2 else 0), stage.width + 2 * stage.pad
+    out_h, out_w = stage.out_hw
+    nb = stage.window // stage.simd
+    wins = [(kh - 1 + oh * stage.stride) * wp + stage.k - 1 + ow * stage.stride
+            for oh in range(out_h) for ow in range(out_w)]
+    loads = [wins[0]]
+    for a, b in zip(wins, wins[1:]):
+        loads.append(loads[-1] + max(nb, b - a))
+
+    def step_edge(step: int) -> int:
+        if step <= wins[0]:
+            return step
+        j = max(i for i, w in enumerate(wins) if w <= step)
+        return loads[j] + step - wins[j]
+
+    ph = stage.pad if stage.dims == 2 else 0
+    last_pixels = [r * wp + x for r in range(ph, ph + stage.height) for x in range(stage.pad, stage.pad + stage.width)][-2:]
+    last_in = step_edge(last_pixels[0]) + 1 if len(last_pixels) == 2 else 0
+    span, drain = _ending(last_in, loads[-1] + nb - last_in)
+    return Timing.stage(wins[0] + 1, span, drain, stage.in_beats)
+
+
+def pool_timing(stage: PoolStage) -> Timing:
+    """maxpool.v header: one input beat a cycle; a pooled pixel leaves when its window's last
+    input arrives."""
+    kh = stage.k if stage.dims == 2 else 1
+    out_h, out_w = stage.out_hw
+    n = stage.in_beats
+    last = (out_h * kh - 1) * stage.width + out_w * stage.k - 1 - n + 2
+    span, drain = _ending(n - 1, last)
+    return Timing.stage((kh - 1) * stage.width + stage.k, span, drain, stage.in_beats)
+
+
+def dwc_timing(stage: DwcStage) -> Timing:
+    """dwc.v header: splitting a beat into R sends one a cycle (first 1 cycle after the input,
+    the last R after the last input); gathering R beats sends the result 1 cycle after the R-th."""
+    if stage.in_n > stage.out_n:
+        r = stage.in_n // stage.out_n
+        return Timing.stage(1, (stage.in_beats - 1) * r, r, stage.in_beats)
+    return Timing.stage(stage.out_n // stage.in_n, stage.in_beats - 1, 1, stage.in_beats)
+
+
+def stage_timing(stage) -> Timing:
+    """One stage's timing (eehw.timing) from its module header's formulas."""
     if isinstance(stage, MvuStage):
-        # mvu.v: LATENCY = II + 5; a convolution's positions follow each other II cycles apart.
-        return stage.positions * stage.ii + 5
-    return stage.latency  # requant, maxpool, collect: 1; sliding_window: 2 (to its first window)
+        return mvu_timing(stage)
+    if isinstance(stage, WindowStage):
+        return window_timing(stage)
+    if isinstance(stage, PoolStage):
+        return pool_timing(stage)
+    if isinstance(stage, DwcStage):
+        return dwc_timing(stage)
+    if isinstance(stage, FifoStage):
+        return streaming(FIFO_LATENCY, stage.beats)
+    return streaming(REQUANT_LATENCY, stage.beats)
+
+
+def block_timing(block: HwBlock) -> Timing:
+    return chain(stage_timing(s) for s in block.stages)
 
 
 def block_latency(block: HwBlock) -> int:
-    return sum(stage_latency(s) for s in block.stages)
+    """First input beat -> last output beat of one sample through an idle block."""
+    return block_timing(block).latency
 
 
 @dataclass(frozen=True)
@@ -95,14 +178,9 @@ class RtlDesign:
 
     @property
     def latency_bound(self) -> int:
-        """Cycles from input to result for a sample that reaches the final exit on an idle
-        pipeline: every block, and at each early exit the fork, head, decision unit and gate
-        (the features wait in the gate for the decision), then the final head, decision, merge."""
-        plan, d = self.plan, self.decision.latency
-        total = sum(block_latency(b) for b in plan.blocks)
-        for position in plan.exits[:-1]:
-            total += FORK_LATENCY + block_latency(plan.heads[position]) + d + GATE_LATENCY
-        return total + block_latency(plan.heads[plan.exits[-1]]) + d + MERGE_LATENCY
+        """Cycles from a sample's first input beat to its result, for a sample that reaches the
+        final exit on an idle pipeline (eehw.timing.exit_paths)."""
+        return exit_paths(self.plan, self.decision.latency)[-1].latency
 
     @property
     def res_w(self) -> int:
@@ -115,9 +193,8 @@ def _env() -> jinja2.Environment:
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
-def _stage_view(stage, mem_dir: Path, after_window: bool) -> dict:
-    """What the block template needs of one stage: module, parameters and how its tag is wired."""
-    s_tuser, tag_extra = "PREV_tuser", 0
+def _stage_view(stage, mem_dir: Path) -> dict:
+    """What the block template needs of one stage: module, parameters, output beat width."""
     if isinstance(stage, MvuStage):
         stem = stage.name.replace(".", "_")
         weight_file = mem_dir / f"{stem}_w.mem"
@@ -125,26 +202,23 @@ def _stage_view(stage, mem_dir: Path, after_window: bool) -> dict:
         write_weight_memory(weight_file, stage.weight, stage.folding.simd, stage.folding.pe, stage.w_w)
         write_bias_memory(bias_file, stage.bias, stage.folding.pe, stage.b_w)
         params = stage.params(f'"{weight_file.resolve()}"', f'"{bias_file.resolve()}"')
-        comment = (f"{stage.name}: {'conv' if after_window else 'dense'} {stage.in_n}->{stage.out_n}, "
-                   f"SIMD {stage.folding.simd}, PE {stage.folding.pe}, II {stage.ii}"
-                   + (f" per position, {stage.positions} positions" if after_window else ""))
-        if after_window:  # carry the window's tlast above the tag to collect
-            s_tuser, tag_extra = "{PREV_tlast, PREV_tuser}", 1
+        comment = (f"{stage.name}: {stage.in_n}->{stage.out_n}, SIMD {stage.folding.simd}, PE {stage.folding.pe}, "
+                   f"{stage.vector_ii} cycles per vector, {stage.positions} vector(s) per sample, "
+                   f"weights {stage.w_style.value}")
     elif isinstance(stage, RequantStage):
         params = stage.params
         comment = f"{stage.name}: requantise {stage.n} x {stage.in_w} -> {stage.out_w} bits, shift {stage.shift}"
     else:
         params = stage.params
         comment = f"{stage.name}: {stage.module} {params}"
-    return {"module": stage.module, "params": params, "comment": comment, "s_tuser": s_tuser,
-            "tag_extra": tag_extra, "user_extra": tag_extra, "out_bits": stage.out_n * stage.out_w}
+    return {"module": stage.module, "params": params, "comment": comment,
+            "out_bits": stage.out_beat * stage.out_w}
 
 
 def _render_block(env: jinja2.Environment, block: HwBlock, out_dir: Path) -> Path:
     if not block.stages:
         raise EehwError(f"{block.name}: nothing to compute in hardware")
-    stages = [_stage_view(s, out_dir, i > 0 and isinstance(block.stages[i - 1], WindowStage))
-              for i, s in enumerate(block.stages)]
+    stages = [_stage_view(s, out_dir) for s in block.stages]
     path = out_dir / f"{block.module}.v"
     path.write_text(env.get_template("block.v.j2").render(block=block, stages=stages, tag_w=TAG_W))
     return path
@@ -156,9 +230,9 @@ def decision_format(plan: DesignPlan, params: PolicyParams) -> DecisionFormat:
                         f"use margin or max_softmax_pow2 in the config's policy.name")
     final = plan.heads[plan.exits[-1]]
     widths = {plan.heads[k].out_w for k in plan.exits}
-    if len(widths) != 1 or any(plan.heads[k].out_n != final.out_n for k in plan.exits):
+    if len(widths) != 1 or any((plan.heads[k].out_beat, plan.heads[k].out_beats) != (final.out_beat, 1) for k in plan.exits):
         raise EehwError("every exit head needs the same number of classes and logit width for one result stream")
-    return DecisionFormat(params.name, final.out_n, final.out_w, params.frac_bits)
+    return DecisionFormat(params.name, final.out_beat, final.out_w, params.frac_bits)
 
 
 def generate(plan: DesignPlan, params: PolicyParams, out_dir: Path, all_exits: list[int]) -> RtlDesign:
@@ -193,7 +267,7 @@ def generate(plan: DesignPlan, params: PolicyParams, out_dir: Path, all_exits: l
                 "index": k, "final": final, "hw": plan.heads[position], "decision": decision,
                 "threshold_expr": f"{fmt.thr_w}'d{fmt.always_exit}" if final else f"threshold[{k}*{fmt.thr_w} +: {fmt.thr_w}]",
                 "enable_expr": "1'b1" if final else f"enable[{k}]",
-                "buffer_depth": buffer_depth(plan.heads[position], block),
+                "buffer_depth": buffer_depth(block_timing(plan.heads[position]).drain, block, fmt.latency),
             }
         blocks.append({"hw": block, "exit": exit_view})
     top = f"eehw_{plan.name}_top"
@@ -208,9 +282,36 @@ def generate(plan: DesignPlan, params: PolicyParams, out_dir: Path, all_exits: l
     return RtlDesign(plan, out_dir, top, tuple(sources), fmt, TAG_W)
 
 
-def buffer_depth(head: HwBlock, block: HwBlock) -> int:
-    """Features a conditional buffer must hold while the head and decision unit decide:
-    at most one sample enters per block II, so the head's pipeline length over that II, plus
-    slack for the fork and the gate's own registers."""
-    head_cycles = sum(getattr(s, "ii", 1) + 4 for s in head.stages) + 8
-    return max(4, -(-head_cycles // max(1, block.ii)) + 4)
+def buffer_depth(head_drain: int, block: HwBlock, decision_latency: int) -> int:
+    """Beats a conditional buffer holds: the block's whole sample (the head decides only after
+    its last beat, so less would deadlock the fork), plus the beats the block can send while the
+    head drains and the decision unit decides, plus the fork's and gate's registers; rounded up
+    to a power of two (the depths the DSE characterises)."""
+    wait = head_drain + decision_latency + FORK_LATENCY + GATE_FORWARD_LATENCY
+    beats = block.out_beats + -(-wait * block.out_beats // max(1, block.ii)) + 2
+    depth = 4
+    while depth < beats:
+        depth *= 2
+    return depth
+
+
+def exit_paths(plan: DesignPlan, decision_latency: int) -> list[Timing]:
+    """Timing from a sample's first input beat to each exit's result (in plan.exits order) on an
+    idle design: the backbone up to the exit, its fork, head and decision unit, and at every
+    earlier exit the wait for that exit's decision (the gate forwards the sample only then)."""
+    paths, segment = [], []
+    dec = single_beat(decision_latency)
+    for position, block in enumerate(plan.blocks):
+        segment.append(block_timing(block))
+        if position not in plan.heads:
+            continue
+        final = position == plan.exits[-1]
+        head = block_timing(plan.heads[position])
+        to_decision = chain([*segment, *([] if final else [streaming(FORK_LATENCY, block.out_beats)]), head, dec])
+        if final:
+            paths.append(to_decision.then(single_beat(MERGE_LATENCY)))
+        else:
+            paths.append(to_decision.then(single_beat(GATE_RESULT_LATENCY)).then(single_beat(MERGE_LATENCY)))
+            # the gate forwards the whole sample after the decision: one input beat, out_beats out
+            segment = [to_decision, Timing.stage(GATE_FORWARD_LATENCY, 0, GATE_FORWARD_LATENCY + block.out_beats - 1, 1)]
+    return paths

@@ -32,7 +32,8 @@ from eehw.rtl import RtlDesign
 from eehw.verilator import verilator_env
 
 WRAPPER_TOP = "eehw_tb"
-WRAPPER_DEPTH = 1 << 16  # distinct input samples the wrapper's memory holds (repeat is free)
+WRAPPER_SAMPLES = 1 << 16  # distinct input samples the wrapper's memory holds (repeat is free) ...
+WRAPPER_WORDS = 1 << 23  # ... within this many input beats (fmnist: 10,700 samples of 784 beats)
 # Only the wrapper's ports public (its header says why), -O3, fast X handling (the wrapper
 # resets everything it reads).
 WRAPPER_BUILD_ARGS = ("--no-public-flat-rw", "-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wno-fatal")
@@ -190,9 +191,15 @@ def wrapper_source(rtl: RtlDesign, inject: str = "") -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(shipped("rtl_sim") / "harness")),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     fmt = rtl.decision
+    first = rtl.plan.blocks[0]
     return env.get_template("ee_tb.v.j2").render(
-        top=rtl.top, depth=WRAPPER_DEPTH, tag_w=rtl.tag_w, in_bits=rtl.plan.blocks[0].in_bits, res_w=rtl.res_w,
-        n_exits=len(rtl.plan.exits), thr_w=fmt.thr_w, inject=inject)
+        top=rtl.top, depth=wrapper_capacity(rtl) * first.in_beats, tag_w=rtl.tag_w, in_bits=first.in_bits,
+        beats=first.in_beats, res_w=rtl.res_w, n_exits=len(rtl.plan.exits), thr_w=fmt.thr_w, inject=inject)
+
+
+def wrapper_capacity(rtl: RtlDesign) -> int:
+    """Distinct samples the simulation wrapper's input memory holds."""
+    return min(WRAPPER_SAMPLES, WRAPPER_WORDS // rtl.plan.blocks[0].in_beats)
 
 
 def build_wrapper(rtl: RtlDesign, inject: str = "", quick: bool = False) -> Path:
@@ -227,13 +234,13 @@ def _register_words(rtl: RtlDesign, thresholds: list[int | None]) -> tuple[int, 
     return threshold_word, enable_word
 
 
-def _hw_rows(x_int: np.ndarray) -> np.ndarray:
-    """Samples as rows of beat elements: feature maps enter the hardware channels-last
-    (position-major), the layout of every beat."""
+def _hw_rows(x_int: np.ndarray, beats: int) -> np.ndarray:
+    """Samples as rows of beat elements, ``beats`` rows per sample: a feature map enters the
+    hardware one pixel (all channels) per beat, row-major; a vector as one beat."""
     x_hw = np.asarray(x_int, dtype=np.int64)
     if x_hw.ndim > 2:
         x_hw = np.moveaxis(x_hw, 1, -1)
-    return x_hw.reshape(len(x_hw), -1)
+    return x_hw.reshape(len(x_hw) * beats, -1)
 
 
 def _probability(name: str, p: float) -> int:
@@ -244,7 +251,7 @@ def _probability(name: str, p: float) -> int:
 
 
 def _memory_file(path: Path, rows: np.ndarray, width: int) -> None:
-    """One hex word per sample for $readmemh, element i at bits [i*width +: width]."""
+    """One hex word per beat for $readmemh, element i at bits [i*width +: width]."""
     digits = -(-rows.shape[1] * width // 4)
     mask = (1 << width) - 1
     with path.open("w") as f:
@@ -268,23 +275,25 @@ def simulate(rtl: RtlDesign, x_int: np.ndarray, thresholds: list[int | None], *,
     if harness not in HARNESSES:
         raise EehwError(f"unknown simulation harness '{harness}'; use one of {', '.join(HARNESSES)}")
     threshold_word, enable_word = _register_words(rtl, thresholds)
-    rows = _hw_rows(x_int)
-    if len(rows) == 0 or repeat < 1:
-        raise EehwError(f"{rtl.top}: nothing to simulate ({len(rows)} samples x repeat {repeat})")
-    total = len(rows) * repeat
+    beats = rtl.plan.blocks[0].in_beats
+    rows = _hw_rows(x_int, beats)
+    samples = len(rows) // beats
+    if samples == 0 or repeat < 1:
+        raise EehwError(f"{rtl.top}: nothing to simulate ({samples} samples x repeat {repeat})")
+    total = samples * repeat
     cfg = {"threshold_word": threshold_word, "enable_word": enable_word, "early_exits": len(rtl.plan.exits) - 1,
            "seed": int(seed)}
     if harness == "cocotb":
         if inject:
             raise EehwError("fault injection needs the wrapper harness")
         return _simulate_cocotb(rtl, rows, total, {**cfg, "repeat": repeat, "gap_p": gap_p, "stall_p": stall_p,
-                                                   "one_at_a_time": one_at_a_time})
-    if len(rows) > WRAPPER_DEPTH:
-        raise EehwError(f"{len(rows)} distinct samples exceed the simulation wrapper's {WRAPPER_DEPTH}; "
+                                                   "one_at_a_time": one_at_a_time, "beats": beats})
+    if samples > wrapper_capacity(rtl):
+        raise EehwError(f"{samples} distinct samples exceed the simulation wrapper's {wrapper_capacity(rtl)}; "
                         f"simulate them in chunks")
     # No handshake for this many cycles means a lost sample or a deadlock, not slow stimulus.
     idle_limit = 1000 + 20 * rtl.latency_bound / ((1 - gap_p) * (1 - stall_p))
-    cfg.update(n_words=len(rows), total=total, gap_thr=_probability("gap_p", gap_p),
+    cfg.update(n_words=samples, total=total, gap_thr=_probability("gap_p", gap_p),
                stall_thr=_probability("stall_p", stall_p), one_at_a_time=int(one_at_a_time),
                idle_limit=min(int(idle_limit), (1 << 32) - 1), max_cycles=(1 << 63) - 1)
     build_dir = build_wrapper(rtl, inject, quick)

@@ -42,8 +42,8 @@ def _golden_io(design, name: str, x_float: np.ndarray):
 def _run_block(design, hw, **kwargs):
     rtl = design.rtl["early_exit"]
     x_in, expected = _golden_io(design, hw.name, design.data.x_test)
-    result = simulate_block(design_block_sources(rtl, hw.module), hw.module, _beats(x_in), hw.in_w, hw.out_n,
-                            hw.out_w, hw.out_signed, **kwargs)
+    result = simulate_block(design_block_sources(rtl, hw.module), hw.module, _beats(x_in), hw.in_w, hw.out_beat,
+                            hw.out_w, hw.out_signed, in_beats=hw.in_beats, out_beats=hw.out_beats, **kwargs)
     return result, _beats(expected)
 
 
@@ -56,7 +56,6 @@ def _check(result, expected, hw):
     assert np.array_equal(result.burst_outputs, expected[:burst])
     # Back to back, one sample leaves per II of the slowest stage (HwBlock.ii).
     assert result.ii == hw.ii, (result.ii, hw.ii, result.ii_intervals)
-    assert (result.latency >= hw.ii).all()
 
 
 @pytest.mark.parametrize("which", ["blocks.1", "heads.0"])
@@ -73,15 +72,15 @@ def test_mlp_block_and_head_equal_golden_under_gaps_and_stalls(mlp, which):
 def test_cnn_conv_block_equals_golden_under_gaps_and_stalls():
     design = flow.run("digits_cnn", board="pynq-z2", stop_after="rtl")
     plan = design.rtl["early_exit"].plan
-    # The fastest block that holds requant, sliding window, conv MVU, collect and max pool
-    # (blocks.1, II 576): every test sample is about 0.4M cycles, 15-30 s of the per-cycle harness.
+    # The fastest block that holds a sliding window, conv MVU and max pool.
     hw = min((b for b in plan.blocks if {"sliding_window", "maxpool"} <= {s.module for s in b.stages}),
              key=lambda b: b.ii)
     x = design.data.x_test
     x_in, expected = _golden_io(design, hw.name, x)
     rtl = design.rtl["early_exit"]
-    result = simulate_block(design_block_sources(rtl, hw.module), hw.module, _beats(x_in), hw.in_w, hw.out_n,
-                            hw.out_w, hw.out_signed, gap_p=0.2, stall_p=0.3, seed=5)
+    result = simulate_block(design_block_sources(rtl, hw.module), hw.module, _beats(x_in), hw.in_w, hw.out_beat,
+                            hw.out_w, hw.out_signed, gap_p=0.2, stall_p=0.3, seed=5, in_beats=hw.in_beats,
+                            out_beats=hw.out_beats)
     _check(result, _beats(expected), hw)
 
 
@@ -184,12 +183,13 @@ hardware:
 
 
 def test_conv_block_limited_by_its_sliding_window_measures_the_planned_ii(tmp_path):
-    """With a fully parallel MVU the sliding window (one window a cycle, 64 positions of the
-    8x8 map) is the slowest stage: the block takes 64 cycles a sample, as planned."""
+    """With a fully parallel MVU the sliding window is the slowest stage: it scans the 10x10
+    padded map one position a cycle, so the block takes 100 cycles a sample (64 windows), as
+    planned."""
     path = tmp_path / "tiny_window_bound.yaml"
     path.write_text(TINY_WINDOW_BOUND)
     design = flow.run(path, board="pynq-z2", stop_after="rtl")
     hw = design.rtl["early_exit"].plan.blocks[0]
-    assert {s.module: s.ii for s in hw.stages}["sliding_window"] == 64 and hw.ii == 64
+    assert hw.ii == 100
     result, expected = _run_block(design, hw)
     _check(result, expected, hw)

@@ -15,6 +15,7 @@ from eehw.board import Board, Resources
 from eehw.characterise import Characterisation, UnitOption, gate_depth_bucket, lane_levels, layer_folding
 from eehw.policies import PolicyName, PolicyParams
 from eehw.rtl import DecisionFormat
+from eehw.timing import single_beat
 
 # ---------------------------------------------------------------------------------------------
 # A hand-made characterisation: no Yosys, every figure chosen here.
@@ -22,13 +23,14 @@ from eehw.rtl import DecisionFormat
 DEC_LUT, FINAL_DEC_LUT, MERGE_LUT, FORK_LUT, GATE_LUT = 700, 450, {1: 40, 2: 100, 3: 130}, 90, 200
 
 
-def _hw(ii, stages_ii=(), out_bits=64):
-    return SimpleNamespace(ii=ii, stages=[SimpleNamespace(ii=s) for s in stages_ii], out_bits=out_bits)
+def _hw(ii, out_bits=64):
+    """A unit whose output is one beat a sample (so its timing is a plain latency)."""
+    return SimpleNamespace(ii=ii, out_bits=out_bits, out_beats=1)
 
 
 def _opt(unit, ii, latency, lut, ff=10, lanes=1):
-    return UnitOption(unit, lanes, {f"{unit}.fc": (lanes, 1)}, ii, latency,
-                      {"LUT": lut, "FF": ff, "DSP": 0, "BRAM18": 0}, _hw(ii, (ii,)))
+    return UnitOption(unit, lanes, {f"{unit}.fc": (lanes, 1)}, ii, single_beat(latency),
+                      {"LUT": lut, "FF": ff, "DSP": 0, "BRAM18": 0}, _hw(ii))
 
 
 def _char(options: dict[str, list[UnitOption]], n_blocks: int) -> Characterisation:
@@ -280,7 +282,7 @@ def test_predicted_cycles_are_within_five_percent_of_simulation(tiny_dse):
         e = des["errors"]
         assert abs(e["mean_latency"]["error"]) <= 0.05, des["id"]
         assert abs(e["worst_latency"]["error"]) <= 0.05, des["id"]
-        assert des["measured"]["worst_case_latency_cycles"] == des["measured"]["latency_bound"]
+        assert des["measured"]["worst_case_latency_cycles"] <= des["measured"]["latency_bound"]
 
 
 @pytest.mark.slow

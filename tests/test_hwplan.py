@@ -6,7 +6,7 @@ import torch
 from eehw.config import Backbone, ExitSpec, HeadType, ModelConfig
 from eehw.errors import EehwError
 from eehw.export import export_golden
-from eehw.hwplan import Folding, MvuStage, RequantStage, default_folding, plan_design
+from eehw.hwplan import DwcStage, Folding, MvuStage, RequantStage, WindowStage, default_folding, plan_design
 from eehw.model import build_model
 
 
@@ -41,12 +41,16 @@ def test_plan_maps_dense_and_quant_to_stages():
     block0 = plan.blocks[0]
     mvu = block0.stages[-1]
     assert isinstance(mvu, MvuStage) and (mvu.in_n, mvu.out_n) == (64, 12)
-    assert mvu.folding == Folding(8, 4) and mvu.ii == 8 * 3
+    assert mvu.folding == Folding(8, 4) and mvu.vector_ii == 8 * 3
+    # The 8x8 image arrives one pixel a beat; the MVU reads 8-element beats of the flattened stream.
+    dwc = block0.stages[0]
+    assert isinstance(dwc, DwcStage) and (dwc.in_n, dwc.out_n, dwc.n) == (1, 8, 64)
+    assert (block0.in_beat, block0.in_beats, block0.out_beat, block0.out_beats) == (1, 64, 12, 1)
     dense = next(op for op in golden.blocks[0].ops if type(op).__name__ == "Dense")
     relu = golden.blocks[0].ops[-1]
     assert mvu.shift == relu.out_exp - dense.out_exp and (mvu.out_min, mvu.out_max) == (0, 15)
     # Every stage after block 0 starts from the previous block's quantiser.
-    assert all(isinstance(s, (MvuStage, RequantStage)) for b in plan.blocks[1:] for s in b.stages)
+    assert all(isinstance(s, (MvuStage, RequantStage, DwcStage)) for b in plan.blocks[1:] for s in b.stages)
     baseline = plan_design(golden, "tiny_base", exits=[])
     assert baseline.exits == [1]
 
@@ -59,13 +63,19 @@ def test_plan_refusals_are_one_line():
         plan_design(golden, "bad", exits=[5])
 
 
-def test_convolution_maps_to_window_mvu_collect_with_permuted_weights():
+def test_convolution_maps_to_a_pixel_stream_window_and_mvu_with_permuted_weights():
     golden = _golden(Backbone.CNN1D)
     plan = plan_design(golden, "cnn")
-    window, mvu, collect = plan.blocks[0].stages[:3]
-    assert (type(window).__name__, type(collect).__name__) == ("WindowStage", "CollectStage")
+    window, mvu = plan.blocks[0].stages[:2]
+    assert isinstance(window, WindowStage) and isinstance(mvu, MvuStage)
     conv = next(op for op in golden.blocks[0].ops if type(op).__name__ == "Conv")
-    assert window.positions == 16 and mvu.positions == 16 and collect.p == 16
+    assert window.positions == 16 and mvu.positions == 16
+    # One pixel (1 channel) per input beat, the window in beats of the MVU's SIMD, one output
+    # pixel (all 4 channels) per MVU output beat.
+    assert (window.in_beat, window.in_beats, window.out_beat) == (1, 16, mvu.folding.simd)
+    assert window.out_beats == 16 * mvu.in_n // mvu.folding.simd
+    assert (mvu.out_beat, mvu.out_beats) == (4, 16)
+    assert (plan.blocks[0].out_beat, plan.blocks[0].out_beats) == (4, 16)
     # Window beats hold (kernel offset k, channel c) at k*C + c: the MVU weight is W[o, c, k] there.
     out, c_in, k = conv.weight.shape
     for o in range(out):
@@ -89,7 +99,7 @@ def test_identity_quantiser_keeps_the_carried_width():
     wide = dataclasses.replace(head.ops[0], bits=8, signed=True)
     golden = dataclasses.replace(golden, heads={**golden.heads, 0: dataclasses.replace(head, ops=(wide, *head.ops[1:]))})
     plan = plan_design(golden, "tiny")
-    mvu = plan.heads[0].stages[0]
-    assert isinstance(mvu, MvuStage) and len(plan.heads[0].stages) == 1
+    assert not any(isinstance(s, RequantStage) for s in plan.heads[0].stages)
+    mvu = next(s for s in plan.heads[0].stages if isinstance(s, MvuStage))
     assert (mvu.a_w, mvu.a_signed) == (plan.blocks[0].out_w, plan.blocks[0].out_signed) == (4, False)
     assert (plan.heads[0].in_w, plan.heads[0].in_signed) == (4, False)

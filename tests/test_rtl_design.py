@@ -72,10 +72,14 @@ def test_every_test_sample_matches_golden_and_the_worst_case_latency_is_the_boun
         exits = _check(design, rtl, simulate(rtl, x_int, thresholds), x, thresholds)
         if kind == "early_exit":  # the early exits are used: not every sample goes to the final exit
             assert len(rtl.plan.exits) >= 2 and (exits < len(rtl.plan.exits) - 1).any()
-        # Every early exit disabled: all to the final exit, each exactly at the stated bound.
+        # Every early exit disabled: all to the final exit, each in the same number of cycles (the
+        # timing is data independent), within the stated bound (eehw.timing). The bound is exact
+        # where the gates serialise the blocks; a chain of blocks without a gate overlaps them,
+        # which the bound allows for conservatively.
         worst = simulate(rtl, x_int[:8], [None] * len(thresholds), one_at_a_time=True)
         assert (worst.exit_index == len(rtl.plan.exits) - 1).all()
-        assert worst.latency.max() == worst.latency.min() == rtl.latency_bound, kind
+        assert worst.latency.max() == worst.latency.min() <= rtl.latency_bound, kind
+        print(f"\n{rtl.top}: worst case {worst.latency.max()} cycles, bound {rtl.latency_bound}")
 
 
 @pytest.mark.slow
@@ -109,16 +113,19 @@ def test_wrapper_equals_the_per_cycle_cocotb_testbench(mlp):
 
 
 @pytest.mark.slow
-def test_a_broken_position_stream_inside_a_block_raises_the_top_error():
-    """collect's check (tlast on the last position of a sample) reaches the top's error: the
-    sliding window's tlast of the first block is forced high on every beat."""
+def test_a_sample_whose_feature_beats_carry_a_wrong_tag_raises_the_top_error():
+    """The exit gate checks every feature beat of a sample against its decision's tag: a fault
+    on the first gate's feature tag (forced constant) reaches the top's sticky error, and the
+    stream still flows (reported, never stalled)."""
     design = flow.run("digits_cnn", board="pynq-z2", stop_after="rtl")
     rtl = design.rtl["early_exit"]
-    assert "collect" in open(rtl.out_dir / "eehw_blocks_0.v").read()
     x_int = design.golden.quantize_input(design.data.x_test[:3])
-    sim = simulate(rtl, x_int, _thresholds(design), inject="initial force u_dut.u_block0.s1_tlast = 1'b1;")
+    clean = simulate(rtl, x_int, _thresholds(design))
+    assert not clean.error_flag
+    sim = simulate(rtl, x_int, [None] * len(_thresholds(design)),
+                   inject="initial force u_dut.g0_in_tuser = 16'h7fff;")
     assert sim.error_flag
-    assert sim.missing == 0 and sim.duplicates == 0  # reported, never stalled (collect.v)
+    assert sim.missing == 0 and sim.duplicates == 0
 
 
 def _lint(files: list[str], top: str) -> None:
@@ -131,30 +138,13 @@ def _lint(files: list[str], top: str) -> None:
 
 
 def test_generated_tops_and_wrappers_are_lint_clean(design, tmp_path):
-    """-Wall clean, so every block's and head's error output is driven and used."""
+    """-Wall clean: every port and stage output is driven and used."""
     for rtl in design.rtl.values():
         _lint(["-f", str(rtl.out_dir / f"{rtl.top}.f")], rtl.top)
         wrapper = tmp_path / rtl.top / "eehw_tb.v"
         wrapper.parent.mkdir()
         wrapper.write_text(wrapper_source(rtl))
         _lint(["-f", str(rtl.out_dir / f"{rtl.top}.f"), str(wrapper)], "eehw_tb")
-
-
-def test_every_block_error_reaches_the_top_error(design):
-    """Structure: the top ORs the error of every block, head and gate into `error`."""
-    for rtl in design.rtl.values():
-        text = (rtl.out_dir / f"{rtl.top}.v").read_text()
-        n_blocks, n_exits = len(rtl.plan.blocks), len(rtl.plan.exits)
-        for b in range(n_blocks):
-            assert f".error(block_error[{b}])" in text
-        for k in range(n_exits):
-            assert f".error(head_error[{k}])" in text
-        assert "assign error = (|gate_error) | (|block_error) | (|head_error);" in text
-        for block in list(rtl.plan.blocks) + [rtl.plan.heads[p] for p in rtl.plan.exits]:
-            body = (rtl.out_dir / f"{block.module}.v").read_text()
-            collects = body.count("collect #(")
-            line = next(line for line in body.splitlines() if line.strip().startswith("assign error"))
-            assert line.count("_error") == collects and (collects or "1'b0" in line), (block.module, line)
 
 
 @pytest.mark.slow

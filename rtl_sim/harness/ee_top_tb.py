@@ -5,10 +5,10 @@ ee_tb.py) performs inside the simulation: eehw.sim runs it with ``harness="cocot
 tests/test_rtl_design.py and benchmarks/sim_speed.py compare the two cycle for cycle. It wakes
 Python several times per clock, so it is the slow path.
 
-Driven by a JSON file named in EEHW_TB_CONFIG: the input vectors (an .npy of integers, one row
-per sample), element width and signedness, thresholds and enables, stimulus options (random
+Driven by a JSON file named in EEHW_TB_CONFIG: the input beats (an .npy of integers, one row
+per beat, ``beats`` rows per sample, tlast on a sample's last), element width, thresholds and enables, stimulus options (random
 input gaps, random output backpressure, one sample at a time), and where to write what came
-out (an .npz: tag, data, input and output handshake cycles). Checking is done by the caller
+out (an .npz: tag, data, each sample's first input beat and its result's handshake cycles). Checking is done by the caller
 against the golden model, so this file holds no expectations of its own.
 """
 
@@ -35,8 +35,9 @@ def _pack(row, width: int) -> int:
 async def run(dut):
     cfg = json.loads(open(os.environ["EEHW_TB_CONFIG"]).read())
     inputs = np.load(cfg["inputs"])
+    beats = cfg["beats"]
     words = [_pack(row, cfg["in_width"]) for row in inputs.reshape(len(inputs), -1)]
-    total = len(words) * cfg.get("repeat", 1)
+    total = len(words) // beats * cfg.get("repeat", 1)
     tag_mask = (1 << cfg["tag_w"]) - 1
     rng = random.Random(cfg.get("seed", 0))
     gap_p, stall_p, one_at_a_time = cfg.get("gap_p", 0.0), cfg.get("stall_p", 0.0), cfg.get("one_at_a_time", False)
@@ -54,7 +55,7 @@ async def run(dut):
     dut.rst.value = 0
     start = time.perf_counter()
 
-    sent, received, cycle = 0, 0, 0
+    sent, received, cycle, beat = 0, 0, 0, 0
     in_cycle = np.zeros(total, dtype=np.int64)
     out_tag = np.zeros(total, dtype=np.int64)
     out_data = []
@@ -65,16 +66,20 @@ async def run(dut):
         # Drive this cycle's inputs, then look at the settled values to see what handshakes.
         if not valid and sent < total and (not one_at_a_time or received == sent):
             if rng.random() >= gap_p:
-                dut.s_tdata.value = words[sent % len(words)]
+                dut.s_tdata.value = words[(sent * beats) % len(words) + beat]
                 dut.s_tuser.value = sent & tag_mask
+                dut.s_tlast.value = int(beat == beats - 1)
                 valid = True
         dut.s_tvalid.value = int(valid)
         ready = rng.random() >= stall_p
         dut.m_tready.value = int(ready)
         await ReadOnly()
         if valid and dut.s_tready.value:
-            in_cycle[sent] = cycle
-            sent += 1
+            if beat == 0:
+                in_cycle[sent] = cycle
+            beat += 1
+            if beat == beats:
+                sent, beat = sent + 1, 0
             valid = False
         if ready and dut.m_tvalid.value:
             out_tag[received] = int(dut.m_tuser.value)

@@ -1,20 +1,48 @@
-// axis_fifo: AXI-Stream FIFO with a registered, first-word-fall-through output.
+// axis_fifo: AXI-Stream FIFO (tdata, tuser = tag, tlast) with registered outputs.
 //
-// Structure: an output register (1 beat) backed by a RAM of DEPTH-1 beats (LUTRAM-friendly:
-// synchronous write, asynchronous read, no reset on the array). Total capacity is DEPTH beats.
-// When the RAM is empty and the output register is free (or being emptied), an input beat goes
-// straight into the output register, so:
-//   - latency: a beat accepted on clock edge n is on m_* right after edge n (1 cycle);
-//   - throughput: 1 beat per cycle with no backpressure (and whenever the FIFO is not full);
-//   - s_tready is a register-only function (RAM occupancy): no combinational path from
-//     m_tready to s_tready.
-// count = number of beats held (output register + RAM), 0..DEPTH.
+// Capacity: exactly DEPTH beats (DEPTH >= 2). One beat per cycle in and out, sustained.
+// m_tvalid/m_tdata/m_tuser/m_tlast come straight from flip-flops (never from a RAM's read
+// port or from any tready). s_tready = !(RAM full) is a register-only signal: no combinational
+// path from m_tready to s_tready.
+//
+// RAM_STYLE picks where the beats (W + TAG_W + 1 bits each) are stored:
+//   "registers"   : flip-flops (an async-read array in FFs + 1 output register);
+//   "distributed" : LUTRAM (RAM32M / RAM64X1D / RAM128X1D...; async read) + 1 output register;
+//   "block"       : RAMB18E1 / RAMB36E1 (synchronous read) + a 2-beat output register FIFO
+//                   (prefetch); needs DEPTH >= 4 (a 2-beat array at least, for one beat per
+//                   cycle through the RAM; smaller DEPTH falls back to "registers");
+//   "auto"        : DEPTH <= 2 -> registers;
+//                   DEPTH > 64 and DEPTH*(W+TAG_W+1) >= 1024 bits -> block;
+//                   otherwise distributed.
+// Array sizes: registers/distributed keep DEPTH-1 beats in the array, block keeps DEPTH-2.
+//
+// Timing (output always ready, FIFO empty/idle), every style:
+//   - latency: a beat accepted on clock edge n is on m_* right after edge n and can be taken
+//     on edge n+1 (1 cycle; the empty FIFO bypasses its RAM). For a sample of L beats fed
+//     back to back the first-beat and the last-beat latency are both 1 cycle;
+//   - throughput: 1 beat per cycle (L cycles per L-beat sample), also when draining the RAM
+//     after a stall (the block style reads one beat ahead into its prefetch registers).
+// count = beats held (accepted, not yet taken), 0..DEPTH.
+//
+// Resources, Yosys 0.23 `synth_xilinx -family xc7 -flatten -noiopad`, measured with
+// `.venv/bin/python rtl_sim/tests/test_stream_plumbing.py` (RESOURCE_POINTS there); LUT
+// includes the LUTRAM LUTs; beat = W + TAG_W + 1 bits:
+//   DEPTH x beat  RAM_STYLE           LUT    FF  BRAM18  LUTRAM  memory cells
+//     2 x 32      auto (registers)     40    67     0       0    -
+//    16 x 16      auto (distributed)   55    34     0      12    3 RAM32M
+//    64 x 32      distributed         112    58     0      44    11 RAM64M
+//    64 x 32      registers          1010  2074     0       0    - (what LUTRAM saves)
+//   512 x 36      auto / block         97   103     1       0    1 RAMB18E1
+//  2048 x 36      auto (block)        107   109     4       0    2 RAMB36E1
+// The fixed part (pointers, counters, `count`, output registers + bypass mux) is about
+// 25 LUT + beat LUT and 2*log2(DEPTH) + 1..2 beats of FF; the storage goes into the memory.
 `default_nettype none
 
 module axis_fifo #(
-    parameter integer W     = 8,   // tdata width
-    parameter integer TAG_W = 8,   // tuser (sample tag) width
-    parameter integer DEPTH = 4    // capacity in beats, >= 2 (any integer)
+    parameter integer W         = 8,      // tdata width
+    parameter integer TAG_W     = 8,      // tuser (sample tag) width
+    parameter integer DEPTH     = 4,      // capacity in beats, >= 2 (any integer)
+    parameter [8*11-1:0] RAM_STYLE = "auto"  // "auto" | "block" | "distributed" | "registers"
 ) (
     input  wire                 clk,
     input  wire                 rst,       // synchronous, active high
@@ -23,11 +51,13 @@ module axis_fifo #(
     output wire                 s_tready,
     input  wire [W-1:0]         s_tdata,
     input  wire [TAG_W-1:0]     s_tuser,
+    input  wire                 s_tlast,
 
     output wire                 m_tvalid,
     input  wire                 m_tready,
     output wire [W-1:0]         m_tdata,
     output wire [TAG_W-1:0]     m_tuser,
+    output wire                 m_tlast,
 
     output wire [CNT_W-1:0]     count
 );
@@ -44,67 +74,175 @@ module axis_fifo #(
         end
     endfunction
 
-    localparam integer RAM_DEPTH = DEPTH - 1;
+    localparam integer BEAT_W = W + TAG_W + 1;
+    localparam integer BITS   = DEPTH * BEAT_W;
+    // 0 = registers, 1 = distributed, 2 = block
+    localparam integer STYLE =
+        (RAM_STYLE == "registers")   ? 0 :
+        (RAM_STYLE == "distributed") ? 1 :
+        (RAM_STYLE == "block")       ? ((DEPTH >= 4) ? 2 : 0) :
+        (DEPTH <= 2)                 ? 0 :
+        (DEPTH > 64 && BITS >= 1024) ? 2 : 1;
+    localparam integer OUT_Q     = (STYLE == 2) ? 2 : 1;          // output registers
+    localparam integer RAM_DEPTH = DEPTH - OUT_Q;                 // beats in the array
     localparam integer ADDR_W    = (clog2(RAM_DEPTH) < 1) ? 1 : clog2(RAM_DEPTH);
-    localparam integer RCNT_W    = clog2(RAM_DEPTH + 1) < 1 ? 1 : clog2(RAM_DEPTH + 1);
     localparam integer CNT_W     = clog2(DEPTH + 1);
-    localparam integer BEAT_W    = W + TAG_W;
+    localparam integer RCNT_W    = CNT_W;                         // ram_count width
+    localparam integer      LAST_I    = RAM_DEPTH - 1;
+    localparam [ADDR_W-1:0] LAST_ADDR = LAST_I[ADDR_W-1:0];
 
-    // The RAM behind the output register.
-    reg  [BEAT_W-1:0] mem [0:RAM_DEPTH-1];
+    generate
+        if (DEPTH < 2 || (RAM_STYLE != "auto" && RAM_STYLE != "block" && RAM_STYLE != "distributed"
+                          && RAM_STYLE != "registers")) begin : g_bad_param
+            axis_fifo_DEPTH_must_be_at_least_2_and_RAM_STYLE_auto_block_distributed_or_registers u_error ();
+        end
+    endgenerate
+
+    wire [BEAT_W-1:0] in_beat = {s_tdata, s_tuser, s_tlast};
+    wire [BEAT_W-1:0] out_beat;
+
+    // ------------------------------------------------------------------ RAM pointers
     reg  [ADDR_W-1:0] wr_ptr;
     reg  [ADDR_W-1:0] rd_ptr;
     reg  [RCNT_W-1:0] ram_count;
-
-    // The output register.
-    reg               out_valid;
-    reg  [BEAT_W-1:0] out_beat;
-
-    wire ram_empty  = (ram_count == {RCNT_W{1'b0}});
-    wire ram_full   = (ram_count == RAM_DEPTH[RCNT_W-1:0]);
-    wire in_fire    = s_tvalid && !ram_full;
-    wire out_load   = !out_valid || m_tready;      // output register takes a beat this cycle
-    wire ram_read   = out_load && !ram_empty;      // ... from the RAM head
-    wire bypass     = out_load && ram_empty;       // ... straight from the input (if any)
-    wire ram_write  = in_fire && !bypass;
+    wire              ram_empty = (ram_count == {RCNT_W{1'b0}});
+    wire              ram_full  = (ram_count == RAM_DEPTH[RCNT_W-1:0]);
+    wire              in_fire   = s_tvalid && !ram_full;
+    wire              ram_write;   // in_fire and the beat goes to the array
+    wire              ram_read;    // the array head is read (leaves the array) this cycle
+    wire [BEAT_W-1:0] ram_q;       // registers/distributed: async read; block: sync read
 
     assign s_tready = !ram_full;
-    assign m_tvalid = out_valid;
-    assign m_tdata  = out_beat[BEAT_W-1:TAG_W];
-    assign m_tuser  = out_beat[TAG_W-1:0];
-    assign count    = {{(CNT_W-1){1'b0}}, out_valid} + {{(CNT_W-RCNT_W){1'b0}}, ram_count};
-
-    always @(posedge clk) begin
-        if (ram_write)
-            mem[wr_ptr] <= {s_tdata, s_tuser};
-    end
 
     always @(posedge clk) begin
         if (rst) begin
             wr_ptr    <= {ADDR_W{1'b0}};
             rd_ptr    <= {ADDR_W{1'b0}};
             ram_count <= {RCNT_W{1'b0}};
-            out_valid <= 1'b0;
         end else begin
             if (ram_write)
-                wr_ptr <= (wr_ptr == RAM_DEPTH[ADDR_W-1:0] - 1'b1) ? {ADDR_W{1'b0}} : wr_ptr + 1'b1;
+                wr_ptr <= (wr_ptr == LAST_ADDR) ? {ADDR_W{1'b0}} : wr_ptr + 1'b1;
             if (ram_read)
-                rd_ptr <= (rd_ptr == RAM_DEPTH[ADDR_W-1:0] - 1'b1) ? {ADDR_W{1'b0}} : rd_ptr + 1'b1;
+                rd_ptr <= (rd_ptr == LAST_ADDR) ? {ADDR_W{1'b0}} : rd_ptr + 1'b1;
             if (ram_write && !ram_read)
                 ram_count <= ram_count + 1'b1;
             else if (ram_read && !ram_write)
                 ram_count <= ram_count - 1'b1;
-            if (out_load)
-                out_valid <= ram_read || in_fire;
         end
     end
 
-    always @(posedge clk) begin
-        if (ram_read)
-            out_beat <= mem[rd_ptr];
-        else if (bypass && in_fire)
-            out_beat <= {s_tdata, s_tuser};
-    end
+    // ------------------------------------------------------------------ the array
+    generate
+        if (STYLE == 2) begin : g_bram
+            (* ram_style = "block" *)
+            reg [BEAT_W-1:0] mem [0:RAM_DEPTH-1];
+            reg [BEAT_W-1:0] q;
+            always @(posedge clk) begin
+                if (ram_write)
+                    mem[wr_ptr] <= in_beat;
+            end
+            always @(posedge clk) begin
+                if (ram_read)
+                    q <= mem[rd_ptr];
+            end
+            assign ram_q = q;
+        end else if (STYLE == 1) begin : g_lutram
+            (* ram_style = "distributed" *)
+            reg [BEAT_W-1:0] mem [0:RAM_DEPTH-1];
+            always @(posedge clk) begin
+                if (ram_write)
+                    mem[wr_ptr] <= in_beat;
+            end
+            assign ram_q = mem[rd_ptr];
+        end else begin : g_regs
+            (* ram_style = "logic" *)
+            reg [BEAT_W-1:0] mem [0:RAM_DEPTH-1];
+            always @(posedge clk) begin
+                if (ram_write)
+                    mem[wr_ptr] <= in_beat;
+            end
+            assign ram_q = mem[rd_ptr];
+        end
+    endgenerate
+
+    // ------------------------------------------------------------------ output stage
+    generate
+        if (STYLE == 2) begin : g_out2
+            // Two output registers (o0 = head on m_*, o1 behind it). o0 takes o1, the array's
+            // read data (which lands one cycle after the read: rd_pend) or the input (bypass:
+            // array empty, no read in flight, o0/o1 empty after this cycle's pop); o1 takes
+            // only read data. A read is issued only when its beat will find room:
+            // (beats in o0/o1 after this edge) + rd_pend <= 1.
+            reg  [BEAT_W-1:0] o0, o1;
+            reg               v0, v1;
+            reg               rd_pend;
+            wire              pop    = v0 && m_tready;
+            wire [1:0]        occ    = {1'b0, v0} + {1'b0, v1};
+            wire [1:0]        after  = occ - {1'b0, pop};            // o0/o1 beats after the pop
+            wire              room   = (after + {1'b0, rd_pend}) <= 2'd1;
+            wire              bypass = in_fire && ram_empty && !rd_pend && (after == 2'd0);
+            wire              push   = rd_pend || bypass;
+            wire [BEAT_W-1:0] push_beat = rd_pend ? ram_q : in_beat;
+
+            assign ram_read  = !ram_empty && room;
+            assign ram_write = in_fire && !bypass;
+            assign out_beat  = o0;
+            assign m_tvalid  = v0;
+            assign count     = ram_count + {{(CNT_W-1){1'b0}}, rd_pend}
+                             + {{(CNT_W-1){1'b0}}, v0} + {{(CNT_W-1){1'b0}}, v1};
+
+            always @(posedge clk) begin
+                if (rst) begin
+                    v0      <= 1'b0;
+                    v1      <= 1'b0;
+                    rd_pend <= 1'b0;
+                end else begin
+                    rd_pend <= ram_read;
+                    v0      <= (after != 2'd0) || push;
+                    v1      <= (after == 2'd2) || (after == 2'd1 && push);
+                end
+            end
+
+            always @(posedge clk) begin
+                // o0: keeps its beat unless popped; then takes o1 or the pushed beat.
+                if (pop || !v0)
+                    o0 <= v1 ? o1 : push_beat;
+                // o1: takes read data that lands behind o0 (a bypass only ever goes to o0).
+                if (rd_pend && after == 2'd1)
+                    o1 <= ram_q;
+            end
+        end else begin : g_out1
+            // One output register, loaded from the array head or (array empty) the input.
+            reg               v0;
+            reg  [BEAT_W-1:0] o0;
+            wire              load   = !v0 || m_tready;
+            wire              bypass = load && ram_empty;
+
+            assign ram_read  = load && !ram_empty;
+            assign ram_write = in_fire && !bypass;
+            assign out_beat  = o0;
+            assign m_tvalid  = v0;
+            assign count     = ram_count + {{(CNT_W-1){1'b0}}, v0};
+
+            always @(posedge clk) begin
+                if (rst)
+                    v0 <= 1'b0;
+                else if (load)
+                    v0 <= ram_read || in_fire;
+            end
+
+            always @(posedge clk) begin
+                if (ram_read)
+                    o0 <= ram_q;
+                else if (bypass && in_fire)
+                    o0 <= in_beat;
+            end
+        end
+    endgenerate
+
+    assign m_tdata = out_beat[BEAT_W-1 -: W];
+    assign m_tuser = out_beat[TAG_W:1];
+    assign m_tlast = out_beat[0];
 endmodule
 
 `default_nettype wire

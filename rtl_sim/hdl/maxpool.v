@@ -1,15 +1,46 @@
-// maxpool: max pooling of a whole feature map (eehw.golden.MaxPool, window = stride = K,
-// floor mode: trailing rows/columns that do not fill a window are dropped).
+// maxpool: streaming max pooling (eehw.golden.MaxPool), window = stride = K, floor mode:
+// trailing rows/columns that do not fill a window are dropped (still consumed), 1-D or 2-D.
 //
-// Layout (channels-last), input: element (p, c) of the IN_H x IN_W x C map, p = h*IN_W + w, at
-// s_tdata[(p*C + c)*E +: E]; output: the OUT_H x OUT_W x C pooled map in the same layout,
-//   OUT_W = IN_W / K, OUT_H = IN_H / K (1-D: IN_H = 1, OUT_H = 1, window K along IN_W),
-//   y(oh, ow, c) = max over kh, kw < K of x(oh*K + kh, ow*K + kw, c), compared as SIGNED or
-//   unsigned E-bit integers. m_tuser = s_tuser.
+// Stream format (see the streaming contract):
+//   input:  pixel stream of the IN_H x IN_W map (1-D: IN_H = 1), one beat per position
+//           p = h*IN_W + w (row-major), channel c at s_tdata[c*E +: E]; s_tlast on the last
+//           beat (not needed: the module counts positions); s_tuser = the sample's tag.
+//   output: pixel stream of the OUT_H x OUT_W pooled map, OUT_W = IN_W / K,
+//           OUT_H = IN_H / K (1-D: 1), y(oh, ow, c) = max over kh < KH, kw < K of
+//           x(oh*K + kh, ow*K + kw, c) (KH = K for 2-D, 1 for 1-D), compared as SIGNED or unsigned
+//           E-bit integers; m_tlast on the last output pixel; m_tuser = the tag on every beat.
 //
-// Timing: a comparator tree (combinational) into one pipeline register with full throughput.
-//   LATENCY = 1: a beat accepted at clock edge n transfers at edge n+1 at the earliest;
-//   cycles per sample = 1: s_tready = !m_tvalid || m_tready (a combinational path from m_tready).
+// Implementation: one input pixel per cycle. A register keeps the running maximum over the
+// pixels of the current window in the current row; at the window's last column kw = K-1 it is
+// combined with the row memory's partial maximum of that window column ow (rows above in the
+// same window row), and written back (kh < KH-1) or sent (kh = KH-1). The row memory (2-D with
+// K >= 2 only) holds OUT_W words of C*E bits, synchronous read with enable (word ow is read when
+// the window's first column arrives, written at its last column), style RAM_STYLE:
+//   "block" (RAMB18E1), "distributed" (RAM32M / RAM64X1D), "registers" (flip-flops),
+//   "auto" = block if OUT_W*C*E >= 1024 bits and OUT_W > 64 words, else distributed.
+// Input: a one-beat skid register (pass-through when empty), s_tready = !skid_full (a register,
+// no combinational path from m_tready); output: one register (m_tvalid never depends on m_tready).
+//
+// Timing (exact, data independent), output always ready, idle module, input beats back to back,
+// t0 = the edge that transfers the first input beat: input pixel i transfers and is consumed at
+// edge t0 + i (one per cycle); output j, completed by input pixel i_j = (oh*K + KH-1)*IN_W +
+// ow*K + K-1, transfers at edge t0 + i_j + 1.
+//   FIRST-BEAT LATENCY = (KH-1)*IN_W + K cycles (first input edge -> first output edge)
+//   LAST-BEAT LATENCY  = i_L - N + 2, i_L = (OUT_H*KH - 1)*IN_W + OUT_W*K - 1, N = IN_H*IN_W
+//     (= 1 when no row/column is dropped; smaller, possibly <= 0, when floor mode drops
+//     trailing input after the last window: the last output can leave before the last input)
+//   CYCLES PER SAMPLE  = IN_H*IN_W (samples back to back; the input side moves every cycle)
+//
+// Resources (Yosys 0.23 synth_xilinx -family xc7 -flatten, TAG_W = 8, 2-D 28x28, K = 2, E = 4,
+// SIGNED = 1; `python rtl_sim/tests/test_conv_blocks.py` prints this table):
+//   C   RAM_STYLE  LUT   FF   BRAM18  LUTRAM  memory cells
+//   4   auto       140    99    0        8    2 RAM32M
+//   8   auto       239   163    0       16    4 RAM32M
+//   16  auto       439   291    0       32    8 RAM32M
+//   8   block      220   131    1        0    1 RAMB18E1
+// LUTs scale with the channels (the lanes: about 25 LUT per 4-bit channel, two comparators and
+// muxes); the fixed part (counters, control) is about 40 LUT / 35 FF.
+// Parameter constraints: DIMS 1 or 2 (1-D: IN_H = 1); 1 <= K <= IN_W (2-D: K <= IN_H).
 `default_nettype none
 
 module maxpool #(
@@ -20,86 +51,212 @@ module maxpool #(
     parameter integer K      = 2,   // window and stride
     parameter integer E      = 8,   // element width
     parameter integer SIGNED = 0,   // elements signed (1) or unsigned (0)
+    parameter         RAM_STYLE = "auto",  // row memory: "auto", "block", "distributed", "registers"
     parameter integer TAG_W  = 8    // tuser (sample tag) width
 ) (
     input  wire                 clk,
     input  wire                 rst,       // synchronous, active high
 
-    /* verilator lint_off UNUSEDSIGNAL */  // floor mode: trailing rows/columns are not read
-    input  wire [IN_H*IN_W*C*E-1:0]  s_tdata,
+    input  wire [C*E-1:0]       s_tdata,
+    input  wire                 s_tvalid,
+    output wire                 s_tready,
+    input  wire [TAG_W-1:0]     s_tuser,
+    /* verilator lint_off UNUSEDSIGNAL */  // positions are counted; tlast is not needed
+    input  wire                 s_tlast,
     /* verilator lint_on UNUSEDSIGNAL */
-    input  wire                      s_tvalid,
-    output wire                      s_tready,
-    input  wire [TAG_W-1:0]          s_tuser,
 
-    output wire [((DIMS == 2) ? IN_H / K : 1)*(IN_W / K)*C*E-1:0] m_tdata,
-    output wire                      m_tvalid,
-    input  wire                      m_tready,
-    output wire [TAG_W-1:0]          m_tuser
+    output wire [C*E-1:0]       m_tdata,
+    output wire                 m_tvalid,
+    input  wire                 m_tready,
+    output wire [TAG_W-1:0]     m_tuser,
+    output wire                 m_tlast
 );
     localparam integer KH    = (DIMS == 2) ? K : 1;
     localparam integer OUT_W = IN_W / K;
     localparam integer OUT_H = (DIMS == 2) ? IN_H / K : 1;
-    localparam integer KK    = KH * K;          // elements per window
-    localparam integer NO    = OUT_H * OUT_W * C;
+    localparam integer CE    = C * E;
+    localparam integer WW    = (IN_W > 1) ? $clog2(IN_W) : 1;
+    localparam integer HW    = (IN_H > 1) ? $clog2(IN_H) : 1;
+    localparam integer KW_W  = (K > 1) ? $clog2(K) : 1;
+    localparam integer OWW   = $clog2(OUT_W + 1);
+    localparam integer MD    = (OUT_W > 1) ? OUT_W : 2;    // row memory depth
+    localparam integer AW    = $clog2(MD);
+    localparam integer MEM_BITS = OUT_W * CE;
+    /* verilator lint_off WIDTHEXPAND */
+    localparam integer STYLE = (RAM_STYLE == "block") ? 1 : (RAM_STYLE == "registers") ? 2 :
+                               (RAM_STYLE == "distributed") ? 0 :
+                               (MEM_BITS >= 1024 && OUT_W > 64) ? 1 : 0;
+    /* verilator lint_on WIDTHEXPAND */
 
-    wire [NO*E-1:0] y;
-
-    // x read as signed with one extension bit (0 for unsigned inputs).
-    function [E:0] ext;
-        input [E-1:0] x;
-        begin
-            ext = {(SIGNED != 0) & x[E-1], x};
-        end
-    endfunction
-
-    genvar oh, ow, c;
     generate
-        for (oh = 0; oh < OUT_H; oh = oh + 1) begin : g_oh
-            for (ow = 0; ow < OUT_W; ow = ow + 1) begin : g_ow
-                for (c = 0; c < C; c = c + 1) begin : g_c
-                    // Running maximum over the window's KK elements, k = kh*K + kw (synthesis
-                    // unrolls the loop into a chain of comparators; all indices are constants).
-                    reg [E-1:0] m;
-                    reg [E-1:0] x;
-                    integer j;
-                    always @* begin
-                        m = s_tdata[(((oh*KH) * IN_W + ow*K) * C + c)*E +: E];
-                        for (j = 1; j < KK; j = j + 1) begin
-                            x = s_tdata[(((oh*KH + j / K) * IN_W + ow*K + j % K) * C + c)*E +: E];
-                            if ($signed(ext(x)) > $signed(ext(m)))
-                                m = x;
-                        end
-                    end
-                    assign y[((oh*OUT_W + ow)*C + c)*E +: E] = m;
-                end
-            end
+        if (!(DIMS == 1 || DIMS == 2) || (DIMS == 1 && IN_H != 1) || K < 1 || OUT_W < 1 || OUT_H < 1) begin : g_bad_params
+            maxpool_bad_parameters u_error ();
         end
     endgenerate
 
-    reg [NO*E-1:0]  data_q;
-    reg [TAG_W-1:0] tag_q;
-    reg             valid_q;
+    // ---------------------------------------------------------------- input skid register
+    reg              skid_v;
+    reg [CE-1:0]     skid_d;
+    reg [TAG_W-1:0]  skid_t;
+    wire             in_valid = skid_v || s_tvalid;
+    wire [CE-1:0]    px       = skid_v ? skid_d : s_tdata;
+    wire [TAG_W-1:0] in_tag   = skid_v ? skid_t : s_tuser;
+    wire             adv;       // the input pixel is consumed this cycle
 
-    wire load = !valid_q || m_tready;
-
-    assign s_tready = load;
-    assign m_tdata  = data_q;
-    assign m_tvalid = valid_q;
-    assign m_tuser  = tag_q;
+    assign s_tready = !skid_v;
 
     always @(posedge clk) begin
-        if (load && s_tvalid) begin
-            data_q <= y;
-            tag_q  <= s_tuser;
+        if (!skid_v) begin
+            skid_d <= s_tdata;
+            skid_t <= s_tuser;
+        end
+        if (rst)
+            skid_v <= 1'b0;
+        else if (skid_v)
+            skid_v <= !adv;
+        else
+            skid_v <= s_tvalid && !adv;
+    end
+
+    // ---------------------------------------------------------------- position
+    reg [WW-1:0]   w;
+    reg [HW-1:0]   h;
+    reg [KW_W-1:0] kw;
+    reg [KW_W-1:0] kh;
+    reg [OWW-1:0]  ow;
+
+    wire signed [31:0] ws  = $signed({{(32 - WW){1'b0}}, w});
+    wire signed [31:0] hs  = $signed({{(32 - HW){1'b0}}, h});
+    wire signed [31:0] kws = $signed({{(32 - KW_W){1'b0}}, kw});
+    wire signed [31:0] khs = $signed({{(32 - KW_W){1'b0}}, kh});
+    wire signed [31:0] ows = $signed({{(32 - OWW){1'b0}}, ow});
+    wire w_end   = (ws == IN_W - 1);
+    wire h_end   = (hs == IN_H - 1);
+    wire kw_end  = (kws == K - 1);
+    wire kh_end  = (khs == KH - 1);
+    wire in_win  = (ws < OUT_W * K) && (hs < OUT_H * KH);
+    wire win_end = in_win && kw_end;           // the pixel completes a window's row part
+    wire emit    = win_end && kh_end;          // ... and the window
+    wire at_last = emit && (ows == OUT_W - 1) && (hs == OUT_H * KH - 1);
+
+    always @(posedge clk) begin
+        if (rst) begin
+            w  <= {WW{1'b0}};
+            h  <= {HW{1'b0}};
+            kw <= {KW_W{1'b0}};
+            kh <= {KW_W{1'b0}};
+            ow <= {OWW{1'b0}};
+        end else if (adv) begin
+            w  <= w_end ? {WW{1'b0}} : w + 1'b1;
+            kw <= (w_end || kw_end) ? {KW_W{1'b0}} : kw + 1'b1;
+            ow <= w_end ? {OWW{1'b0}} : (win_end ? ow + 1'b1 : ow);
+            if (w_end) begin
+                h  <= h_end ? {HW{1'b0}} : h + 1'b1;
+                kh <= (h_end || kh_end) ? {KW_W{1'b0}} : kh + 1'b1;
+            end
         end
     end
 
+    // ---------------------------------------------------------------- maxima
+    // a > b as SIGNED or unsigned E-bit integers (one extension bit).
+    function gt;
+        input [E-1:0] a;
+        input [E-1:0] b;
+        begin
+            gt = $signed({(SIGNED != 0) & a[E-1], a}) > $signed({(SIGNED != 0) & b[E-1], b});
+        end
+    endfunction
+
+    reg  [CE-1:0] racc;       // running maximum over the window's pixels in this row
+    wire [CE-1:0] hm;         // ... including this pixel
+    wire [CE-1:0] part;       // partial maximum of the rows above (2-D), read from the row memory
+    wire [CE-1:0] v;          // the window's maximum so far, including this pixel's row
+    wire          first_col = (kws == 0);
+    wire          first_row = (khs == 0);
+
+    genvar gc;
+    generate
+        for (gc = 0; gc < C; gc = gc + 1) begin : g_max
+            wire [E-1:0] xi = px[gc*E +: E];
+            wire [E-1:0] ri = racc[gc*E +: E];
+            wire [E-1:0] hi = (first_col || gt(xi, ri)) ? xi : ri;
+            wire [E-1:0] pi = part[gc*E +: E];
+            assign hm[gc*E +: E] = hi;
+            assign v[gc*E +: E]  = (first_row || gt(hi, pi)) ? hi : pi;
+        end
+    endgenerate
+
     always @(posedge clk) begin
+        if (adv)
+            racc <= hm;
+    end
+
+    // ---------------------------------------------------------------- row memory
+    generate
+        if (KH > 1) begin : g_mem
+            wire [AW-1:0] addr = ow[AW-1:0];
+            wire re = adv && in_win && first_col;       // read the partial of window column ow
+            wire we = adv && win_end && !kh_end;        // write it back
+            if (STYLE == 1) begin : g_block
+                (* ram_style = "block" *) reg [CE-1:0] mem [0:MD-1];
+                reg [CE-1:0] q;
+                always @(posedge clk) begin
+                    if (we)
+                        mem[addr] <= v;
+                    if (re)
+                        q <= mem[addr];
+                end
+                assign part = q;
+            end else if (STYLE == 2) begin : g_regs
+                (* ram_style = "registers" *) reg [CE-1:0] mem [0:MD-1];
+                reg [CE-1:0] q;
+                always @(posedge clk) begin
+                    if (we)
+                        mem[addr] <= v;
+                    if (re)
+                        q <= mem[addr];
+                end
+                assign part = q;
+            end else begin : g_dist
+                (* ram_style = "distributed" *) reg [CE-1:0] mem [0:MD-1];
+                reg [CE-1:0] q;
+                always @(posedge clk) begin
+                    if (we)
+                        mem[addr] <= v;
+                    if (re)
+                        q <= mem[addr];
+                end
+                assign part = q;
+            end
+        end else begin : g_nomem
+            assign part = {CE{1'b0}};   // 1-D or K = 1: every window is one row (first_row)
+        end
+    endgenerate
+
+    // ---------------------------------------------------------------- output
+    reg [CE-1:0]    out_d;
+    reg             out_v;
+    reg             out_last;
+    reg [TAG_W-1:0] out_tag;
+
+    assign adv      = in_valid && (!emit || !out_v || m_tready);
+    assign m_tdata  = out_d;
+    assign m_tvalid = out_v;
+    assign m_tuser  = out_tag;
+    assign m_tlast  = out_last;
+
+    always @(posedge clk) begin
+        if (adv && emit) begin
+            out_d    <= v;
+            out_last <= at_last;
+            out_tag  <= in_tag;
+        end
         if (rst)
-            valid_q <= 1'b0;
-        else if (load)
-            valid_q <= s_tvalid;
+            out_v <= 1'b0;
+        else if (adv && emit)
+            out_v <= 1'b1;
+        else if (m_tready)
+            out_v <= 1'b0;
     end
 endmodule
 

