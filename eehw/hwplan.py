@@ -38,22 +38,11 @@ class MemStyle(str, Enum):
     DISTRIBUTED = "distributed"
 
 
-@dataclass(frozen=True)
-class RequantStage:
-    """requant.v: element-wise requantisation of every beat (``n`` elements) of the stream."""
+class _EveryBeat:
+    """Stages that pass every beat (``n`` elements, ``beats`` a sample) through one for one."""
 
-    name: str
-    n: int  # elements per beat
-    beats: int  # beats per sample
-    in_w: int
-    in_signed: bool
-    shift: int
-    out_w: int
-    out_signed: bool
-    out_min: int
-    out_max: int
-
-    module = "requant"
+    n: int
+    beats: int
 
     @property
     def in_beat(self) -> int:
@@ -70,6 +59,24 @@ class RequantStage:
     @property
     def out_beats(self) -> int:
         return self.beats
+
+
+@dataclass(frozen=True)
+class RequantStage(_EveryBeat):
+    """requant.v: element-wise requantisation of every beat (``n`` elements) of the stream."""
+
+    name: str
+    n: int  # elements per beat
+    beats: int  # beats per sample
+    in_w: int
+    in_signed: bool
+    shift: int
+    out_w: int
+    out_signed: bool
+    out_min: int
+    out_max: int
+
+    module = "requant"
 
     @property
     def params(self) -> dict[str, int]:
@@ -287,7 +294,7 @@ class DwcStage(_SameWidth):
 
 
 @dataclass(frozen=True)
-class FifoStage:
+class FifoStage(_EveryBeat, _SameWidth):
     """axis_fifo.v between a sliding window and a slower MVU: lets the window scan the next
     sample's leading rows while the MVU still works through the previous sample's last windows
     (without it the MVU would idle for the window's first-window latency at every sample)."""
@@ -299,30 +306,6 @@ class FifoStage:
     depth: int
 
     module = "axis_fifo"
-
-    @property
-    def in_w(self) -> int:
-        return self.e
-
-    @property
-    def out_w(self) -> int:
-        return self.e
-
-    @property
-    def in_beat(self) -> int:
-        return self.n
-
-    @property
-    def out_beat(self) -> int:
-        return self.n
-
-    @property
-    def in_beats(self) -> int:
-        return self.beats
-
-    @property
-    def out_beats(self) -> int:
-        return self.beats
 
     @property
     def params(self) -> dict[str, int]:
