@@ -18,7 +18,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from eehw.random_models import LEVELS, block_shapes, check_seed, random_spec
@@ -44,6 +44,9 @@ def test_random_specs_are_legal_and_reproducible(seed):
 
 @settings(max_examples=3, **SETTINGS)
 @given(seed=SEEDS)
+# Seed 134: its last input pixels feed no window a pooled output keeps, so a result leaves before
+# its sample's last beat is in (a stimulus that waited for it before sending the rest deadlocked).
+@example(seed=134)
 def test_random_model_is_bit_exact_at_every_level(seed, tmp_path):
     report = check_seed(seed, tmp_path / f"m{seed}", True)
     assert not _failures(report), f"model seed {seed}: {_failures(report)} of 300 samples"
