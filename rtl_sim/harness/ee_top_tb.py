@@ -78,6 +78,7 @@ async def run(dut):
         dut.m_tready.value = int(ready)
         await ReadOnly()
         fired_in = valid and dut.s_tready.value
+        fired_out = ready and dut.m_tvalid.value
         if fired_in:
             if beat == 0:
                 in_cycle[sent] = cycle
@@ -85,11 +86,8 @@ async def run(dut):
             if beat == beats:
                 sent, beat = sent + 1, 0
             valid = False
-        if fired_in or (ready and dut.m_tvalid.value):
-            idle = 0
-        else:
-            idle += 1
-        if ready and dut.m_tvalid.value:
+        idle = 0 if fired_in or fired_out else idle + 1
+        if fired_out:
             out_tag[received] = int(dut.m_tuser.value)
             out_data.append(int(dut.m_tdata.value))
             out_cycle[received] = cycle
