@@ -58,6 +58,7 @@ def bench(config: str, board: str, root: Path) -> None:
     acc = report.get("accuracy", {})
     if acc:
         print(f"  test accuracy per exit: {json.dumps(acc.get('per_exit', acc))}")
+    validated = {d["id"]: d for d in dse["validated"]}
     for key, name in RATIOS:
         r = dse["ratios"].get(key)
         if not r:
@@ -66,7 +67,11 @@ def bench(config: str, board: str, root: Path) -> None:
         measured = r.get("measured_ratio")
         note = " (beyond the worst-case ceiling)" if r.get("ignores_worst_case_ceiling") else ""
         print(f"  {name:32s} measured {measured if measured is None else f'{measured:.3f}x'}   "
-              f"predicted {r['ratio']:.3f}x   design {r.get('design')}{note}")
+              f"predicted {r['ratio']:.3f}x{note}")
+        for role, ident in (("early exit", r.get("design")), ("baseline", r.get("baseline_design"))):
+            if ident in validated:
+                print(f"    {role:10s} {ident:24s} {_resources(validated[ident])}   "
+                      f"{validated[ident]['measured']['throughput_samples_per_cycle']:.6f} samples/cycle")
     print(f"  chosen   {_resources(dse['chosen'])}   exits {dse['chosen']['exits']}")
     print(f"  baseline {_resources(dse['baseline'])}")
 

@@ -33,7 +33,7 @@ from eehw.hwplan import Folding, HwBlock, MvuStage, plan_design
 from eehw.paths import cache_dir
 from eehw.policies import PolicyName, PolicyParams
 from eehw.progress import progress
-from eehw.rtl import BLOCK_LIBRARY, TAG_W, DecisionFormat, block_timing, buffer_depth, generate, hdl_dir
+from eehw.rtl import BLOCK_LIBRARY, GATE_QUEUE_SAMPLES, TAG_W, DecisionFormat, block_timing, buffer_depth, generate, hdl_dir
 from eehw.timing import Timing
 
 CACHE_VERSION = 1
@@ -210,7 +210,8 @@ def decision_files(fmt: DecisionFormat, shift: int, final: bool) -> dict[str, st
 
 
 def gate_files(feat_w: int, dec_w: int, depth: int) -> dict[str, str]:
-    params = {"FEAT_W": feat_w, "DEC_W": dec_w, "TAG_W": TAG_W, "DEPTH": gate_depth_bucket(depth)}
+    params = {"FEAT_W": feat_w, "DEC_W": dec_w, "TAG_W": TAG_W, "DEPTH": gate_depth_bucket(depth),
+              "DEC_DEPTH": GATE_QUEUE_SAMPLES}
     ports = [("input", "clk", 1), ("input", "rst", 1)]
     for prefix, d, w in (("s_feat", "input", feat_w), ("s_dec", "input", dec_w), ("m_feat", "output", feat_w),
                          ("m_res", "output", dec_w)):

@@ -521,18 +521,30 @@ RATIO_KEYS = ("throughput_at_equal_luts", "luts_at_equal_throughput", "mean_late
 
 
 def baseline_ratios(result: SearchResult, ceiling: bool = True) -> dict:
-    """The early-exit designs against the no-exit baseline (predicted figures), each at no more
-    than EQUAL_ACCURACY_PP points below the baseline's accuracy, within the board budget and
-    (``ceiling``) the worst-case latency ceiling: throughput at equal LUTs, LUTs at equal
-    throughput, mean latency."""
+    """What early exit buys against the no-exit baseline, each baseline at its best folding for
+    the comparison (predicted figures). Early-exit designs count when they are within the
+    board budget, at most EQUAL_ACCURACY_PP points below the baseline's accuracy and
+    (``ceiling``) within the worst-case latency ceiling.
+
+    - LUTs at equal throughput: the cheapest early-exit design reaching the fastest baseline's
+      throughput T, against the cheapest baseline folding reaching T (not the widest folding:
+      a rate-matched baseline is the fair one, as in ATHEENA's comparison).
+    - Throughput at equal LUTs: at the LUTs L of that early-exit design (or, when no early-exit
+      design reaches T, of the fastest baseline), the fastest early-exit design within L against
+      the fastest baseline folding within L. Block 0 sets the pace of both, so the two ratios
+      are read at one point of the two LUT/throughput curves; ``curve`` lists the ratio at
+      every baseline folding on the front, for the report.
+    - Mean latency at equal accuracy: against the reference baseline (the objective's best).
+    Each entry names its early-exit ``candidate`` and its ``baseline_candidate``."""
     t = result.table
     if result.baseline is None:
         return {}
     b = result.baseline
+    base = result.fits & (t["early_exits"] == 0)
     ee = result.fits & (t["early_exits"] > 0) & (t["accuracy"] >= t["accuracy"][b] - EQUAL_ACCURACY_PP / 100 - 1e-12)
     if ceiling and result.max_worst_latency is not None:
         ee &= t["worst_latency"] <= result.max_worst_latency
-    out = {"baseline": b, "accuracy_tolerance_pp": EQUAL_ACCURACY_PP}
+    out: dict = {"baseline": b, "accuracy_tolerance_pp": EQUAL_ACCURACY_PP}
 
     def pick(mask, key, sign):
         idx = np.flatnonzero(mask)
@@ -541,14 +553,28 @@ def baseline_ratios(result: SearchResult, ceiling: bool = True) -> dict:
         order = np.lexsort((t["mean_latency"][idx], t["LUT"][idx], sign * t[key][idx]))
         return int(idx[order[0]])
 
-    i = pick(ee & (t["LUT"] <= t["LUT"][b]), "throughput", -1)
-    out["throughput_at_equal_luts"] = None if i is None else {
-        "ratio": float(t["throughput"][i] / t["throughput"][b]), "candidate": i}
-    i = pick(ee & (t["throughput"] >= t["throughput"][b] * (1 - 1e-12)), "LUT", 1)
-    out["luts_at_equal_throughput"] = None if i is None else {"ratio": float(t["LUT"][i] / t["LUT"][b]), "candidate": i}
-    i = pick(ee, "mean_latency", 1)
-    out["mean_latency_at_equal_accuracy"] = None if i is None else {
-        "ratio": float(t["mean_latency"][i] / t["mean_latency"][b]), "candidate": i}
+    def entry(i, j, key):
+        return None if i is None or j is None else {"ratio": float(t[key][i] / t[key][j]), "candidate": i,
+                                                    "baseline_candidate": j}
+
+    peak = float(t["throughput"][base].max())
+    reach_peak = t["throughput"] >= peak * (1 - 1e-12)
+    e_peak, b_peak = pick(ee & reach_peak, "LUT", 1), pick(base & reach_peak, "LUT", 1)
+    out["luts_at_equal_throughput"] = entry(e_peak, b_peak, "LUT")
+    luts = float(t["LUT"][e_peak if e_peak is not None else b_peak])
+    within = t["LUT"] <= luts
+    out["throughput_at_equal_luts"] = entry(pick(ee & within, "throughput", -1), pick(base & within, "throughput", -1),
+                                            "throughput")
+    front, best = [], 0.0
+    for j in np.flatnonzero(base)[np.lexsort((-t["throughput"][base], t["LUT"][base]))]:
+        if t["throughput"][j] <= best:
+            continue  # the baseline's LUT/throughput staircase only
+        best = float(t["throughput"][j])
+        i = pick(ee & (t["LUT"] <= t["LUT"][j]), "throughput", -1)
+        if i is not None:
+            front.append({"LUT": float(t["LUT"][j]), "throughput": best, "ratio": float(t["throughput"][i]) / best})
+    out["throughput_at_equal_luts_curve"] = front
+    out["mean_latency_at_equal_accuracy"] = entry(pick(ee, "mean_latency", 1), b, "mean_latency")
     return out
 
 
@@ -677,12 +703,14 @@ def run(config, board: str = "pynq-z2", *, constraints: Constraints | None = Non
             if ratios.get(key) is None and relaxed.get(key):
                 ratios[key] = {**relaxed[key], "ignores_worst_case_ceiling": True}
         picks = top_designs(result, validate)
-        extra = [r["candidate"] for k, r in ratios.items() if isinstance(r, dict) and validate_ratio_designs]
+        extra = [r[c] for key in RATIO_KEYS if (r := ratios.get(key)) and validate_ratio_designs
+                 for c in ("candidate", "baseline_candidate")]
         to_run = list(dict.fromkeys([*picks, result.baseline, *extra]))
         designs = {i: result.design(i) for i in to_run}
         jobs = []
         for i, des in designs.items():
-            ident = "baseline" if i == result.baseline else f"{des['policy']}-{design_id(des)}"
+            ident = ("baseline" if i == result.baseline else
+                     f"baseline-{design_id(des)}" if not des["exits"][:-1] else f"{des['policy']}-{design_id(des)}")
             des["id"] = ident
             heads = dict(zip(des["exits"], des["heads"]))
             params = result.configs[int(result.table["config"][i])].params
@@ -703,16 +731,17 @@ def run(config, board: str = "pynq-z2", *, constraints: Constraints | None = Non
 
     def measured_ratio(key: str, field_: str) -> float | None:
         r = ratios.get(key)
-        if not r or r["candidate"] not in designs:
+        if not r or r["candidate"] not in designs or r["baseline_candidate"] not in designs:
             return None
         a = _measured_figure(designs[r["candidate"]], field_)
-        b = _measured_figure(baseline, field_)
+        b = _measured_figure(designs[r["baseline_candidate"]], field_)
         return None if not a or not b else float(a / b)
 
     for key, field_ in zip(RATIO_KEYS, ("throughput", "LUT", "mean_latency")):
         if ratios.get(key):
             r = ratios[key]
             r["design"] = designs.get(r["candidate"]) and designs[r["candidate"]]["id"]
+            r["baseline_design"] = designs.get(r["baseline_candidate"]) and designs[r["baseline_candidate"]]["id"]
             r["measured_ratio"] = measured_ratio(key, field_)
             r["predicted"] = {f: float(result.table[f][r["candidate"]]) for f in ("accuracy", "throughput", "LUT",
                                                                                   "mean_latency")}

@@ -274,7 +274,7 @@ def generate(plan: DesignPlan, params: PolicyParams, out_dir: Path, all_exits: l
     design = RtlDesign(plan, out_dir, top, tuple(), fmt, TAG_W)
     text = env.get_template("ee_top.v.j2").render(
         plan=plan, blocks=blocks, top=top, tag_w=TAG_W, in_bits=plan.blocks[0].in_bits, res_w=design.res_w,
-        n_exits=n_exits, thr_w=fmt.thr_w, dec_w=fmt.dec_w)
+        n_exits=n_exits, thr_w=fmt.thr_w, dec_w=fmt.dec_w, gate_queue=GATE_QUEUE_SAMPLES)
     top_path = out_dir / f"{top}.v"
     top_path.write_text(text)
     sources.append(top_path)
@@ -282,13 +282,22 @@ def generate(plan: DesignPlan, params: PolicyParams, out_dir: Path, all_exits: l
     return RtlDesign(plan, out_dir, top, tuple(sources), fmt, TAG_W)
 
 
+# Samples a conditional buffer queues in front of the next block. The DSE folds a block reached
+# by a fraction p of samples to about 1/p of the first block's rate (throughput min 1/(p II)),
+# which holds only on average: with room for one sample, every burst of non-exiting samples
+# stalls the backbone before the gate. Eight samples of features (block RAM for the large maps)
+# and eight decisions (LUTRAM) absorb the bursts of a random exit sequence.
+GATE_QUEUE_SAMPLES = 8
+
+
 def buffer_depth(head_drain: int, block: HwBlock, decision_latency: int) -> int:
-    """Beats a conditional buffer holds: the block's whole sample (the head decides only after
-    its last beat, so less would deadlock the fork), plus the beats the block can send while the
-    head drains and the decision unit decides, plus the fork's and gate's registers; rounded up
-    to a power of two (the depths the DSE characterises)."""
+    """Beats a conditional buffer holds: GATE_QUEUE_SAMPLES of the block's samples (at least the
+    whole sample: the head decides only after its last beat, so less would deadlock the fork),
+    plus the beats the block can send while the head drains and the decision unit decides, plus
+    the fork's and gate's registers; rounded up to a power of two (the depths the DSE
+    characterises)."""
     wait = head_drain + decision_latency + FORK_LATENCY + GATE_FORWARD_LATENCY
-    beats = block.out_beats + -(-wait * block.out_beats // max(1, block.ii)) + 2
+    beats = GATE_QUEUE_SAMPLES * block.out_beats + -(-wait * block.out_beats // max(1, block.ii)) + 2
     depth = 4
     while depth < beats:
         depth *= 2

@@ -207,18 +207,52 @@ def test_baseline_ratios_compare_like_with_like():
     ok &= t["worst_latency"] <= 2 * t["worst_latency"][b]
     assert ok.any() and not ok.all()
 
-    def expect(mask, value):
-        return None if not mask.any() else pytest.approx(value(mask))
+    # Each baseline at its best folding for the comparison: the cheapest one reaching the
+    # fastest baseline's throughput, and the fastest one within the early-exit design's LUTs.
+    peak = t["throughput"][base].max()
+    at_peak = t["throughput"] >= peak
+    ee_luts = t["LUT"][ok & at_peak].min()
+    assert r["luts_at_equal_throughput"]["ratio"] == pytest.approx(ee_luts / t["LUT"][base[at_peak[base]]].min())
+    j = r["luts_at_equal_throughput"]["baseline_candidate"]
+    assert t["early_exits"][j] == 0 and t["throughput"][j] >= peak
+    within = t["LUT"] <= ee_luts
+    assert r["throughput_at_equal_luts"]["ratio"] == pytest.approx(
+        t["throughput"][ok & within].max() / t["throughput"][base[within[base]]].max())
+    assert t["early_exits"][r["throughput_at_equal_luts"]["baseline_candidate"]] == 0
+    assert r["mean_latency_at_equal_accuracy"]["ratio"] == pytest.approx(
+        t["mean_latency"][ok].min() / t["mean_latency"][b])
+    # The curve: at every step of the baseline's LUT/throughput staircase, the fastest early-exit
+    # design within the same LUTs.
+    expected, best = [], 0.0
+    for j in sorted(base, key=lambda j: (t["LUT"][j], -t["throughput"][j])):
+        if t["throughput"][j] > best:
+            best = t["throughput"][j]
+            fits = ok & (t["LUT"] <= t["LUT"][j])
+            if fits.any():
+                expected.append((t["LUT"][j], best, t["throughput"][fits].max() / best))
+    got = [(p["LUT"], p["throughput"], p["ratio"]) for p in r["throughput_at_equal_luts_curve"]]
+    assert np.allclose(got, expected) if expected else got == []
 
-    at_luts = ok & (t["LUT"] <= t["LUT"][b])
-    at_thr = ok & (t["throughput"] >= t["throughput"][b])
-    cases = {"throughput_at_equal_luts": (at_luts, lambda m: t["throughput"][m].max() / t["throughput"][b]),
-             "luts_at_equal_throughput": (at_thr, lambda m: t["LUT"][m].min() / t["LUT"][b]),
-             "mean_latency_at_equal_accuracy": (ok, lambda m: t["mean_latency"][m].min() / t["mean_latency"][b])}
-    for key, (mask, value) in cases.items():
-        got = r[key]["ratio"] if r[key] else None
-        assert got == expect(mask, value), key
-    assert r["mean_latency_at_equal_accuracy"] is not None
+
+def test_ratios_where_early_exit_pays_are_the_hand_computed_ones():
+    """Block 0 sets the pace (II 100 at any folding); block 1 costs 2000 LUT per lane at II 400 /
+    lanes. With 75 % of samples leaving at exit 0, the early-exit design folds block 1 to 1 lane
+    and still keeps block 0's pace (0.25 * 400 = 100), where the baseline needs 4 lanes."""
+    options = {"blocks.0": [_opt("blocks.0", 100, 105, 2000)],
+               "blocks.1": [_opt("blocks.1", 400 // n, 405 // n, 2000 * n, lanes=n) for n in (1, 2, 4)],
+               "heads.0": [_opt("heads.0", 10, 15, 100)], "heads.1": [_opt("heads.1", 10, 15, 100)]}
+    configs = [_config((1,), (1.0,), 0.95), _config((0, 1), (0.75, 0.25), 0.95)]
+    result = dse.search(_char(options, 2), configs, _board(), dse.Constraints(max_worst_latency=math.inf), "latency")
+    r = dse.baseline_ratios(result)
+    base = {n: 2000 + 2000 * n + 100 + FINAL_DEC_LUT + MERGE_LUT[1] for n in (1, 2, 4)}
+    early = 2000 + 2000 + 100 + 100 + DEC_LUT + FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT
+    assert r["luts_at_equal_throughput"]["ratio"] == pytest.approx(early / base[4])
+    # At the early-exit design's LUTs (between the 1- and 2-lane baselines) the baseline runs
+    # block 1 at 1 lane: 1/400 against 1/100.
+    assert base[1] < early < base[2]
+    assert r["throughput_at_equal_luts"]["ratio"] == pytest.approx(4.0)
+    assert [(p["LUT"], round(p["ratio"], 9)) for p in r["throughput_at_equal_luts_curve"]] == [(base[2], 2.0),
+                                                                                              (base[4], 1.0)]
 
 
 def test_ratios_respect_the_worst_case_ceiling_unless_asked_not_to():
@@ -234,10 +268,10 @@ def test_ratios_respect_the_worst_case_ceiling_unless_asked_not_to():
     tight = dse.search(char, configs, _board(), dse.Constraints(max_worst_latency=limit), "throughput")
     assert tight.baseline == b
     within = at_thr & (t["worst_latency"] <= limit)
-    got = dse.baseline_ratios(tight)["luts_at_equal_throughput"]["ratio"]
-    assert got == pytest.approx(t["LUT"][within].min() / t["LUT"][b])
+    got = dse.baseline_ratios(tight)["luts_at_equal_throughput"]
+    assert got["ratio"] == pytest.approx(t["LUT"][within].min() / t["LUT"][got["baseline_candidate"]])
     relaxed = dse.baseline_ratios(tight, ceiling=False)["luts_at_equal_throughput"]
-    assert relaxed["candidate"] == best and relaxed["ratio"] < got
+    assert relaxed["candidate"] == best and relaxed["ratio"] < got["ratio"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // Features of backbone block k arrive as a stream (FEAT_W bits per beat, tlast on a sample's
 // last beat, the sample's tag on every beat) into a DEPTH-beat axis_fifo (RAM_STYLE passed
 // through). Decisions of exit head k arrive one beat per sample (DEC_W bits, bit 0 = exit,
-// tag in tuser) into a 2-beat register FIFO. For the decision at the head of that FIFO the
+// tag in tuser) into a DEC_DEPTH-beat FIFO (registers at 2, LUTRAM above). For the decision at the head of that FIFO the
 // gate pops the sample's feature beats up to and including the one with tlast:
 //   - exit = 0: every beat goes out on m_feat (tdata, tuser, tlast as received);
 //   - exit = 1: every beat is dropped and the decision goes out once on m_res
@@ -14,6 +14,11 @@
 // from the cycle after the previous sample's tlast beat (no bubble between samples).
 // Every popped feature beat must carry its decision's tag; if one does not, `error` goes high
 // and stays high until reset.
+//
+// Queueing: a gate in front of a block folded for the fraction p of samples that reach it
+// absorbs bursts of non-exiting samples when DEPTH holds several samples and DEC_DEPTH as many
+// decisions (eehw.rtl.GATE_QUEUE_SAMPLES); with room for one only, every burst stalls the
+// backbone before it, and the throughput falls below min 1/(p*II).
 //
 // DEPTH requirement (deadlock freedom): the head needs a sample's whole stream before it can
 // decide, and it gets it only if the gate's FIFO can take it all, so
@@ -36,7 +41,7 @@
 // s_feat_tready and s_dec_tready are register-only (FIFO occupancy); m_*_tvalid are ANDs of
 // registers only; m_*_tdata/tuser/tlast come straight from registers.
 //
-// Resources: the feature FIFO (axis_fifo with W = FEAT_W, see its header) plus a 2-beat
+// Resources: the feature FIFO (axis_fifo with W = FEAT_W, see its header) plus a DEC_DEPTH-beat
 // register FIFO for decisions, the tag compare and control. Yosys 0.23 synth_xilinx xc7
 // (RESOURCE_POINTS in test_stream_plumbing.py; LUT includes LUTRAM), DEC_W = 16, TAG_W = 8:
 //   FEAT_W x DEPTH   feature memory        LUT   FF  BRAM18  LUTRAM
@@ -50,6 +55,7 @@ module exit_gate #(
     parameter integer    DEC_W     = 16,     // decision beat width; bit 0 is the exit flag
     parameter integer    TAG_W     = 8,      // sample tag width (tuser)
     parameter integer    DEPTH     = 64,     // feature FIFO depth in beats, >= 2 and >= L + D (see above)
+    parameter integer    DEC_DEPTH = 2,      // decisions queued (samples whose features wait here), >= 2
     parameter [8*11-1:0] RAM_STYLE = "auto"  // feature FIFO memory: "auto" | "block" | "distributed" | "registers"
 ) (
     input  wire                 clk,
@@ -109,7 +115,7 @@ module exit_gate #(
         /* verilator lint_on PINCONNECTEMPTY */
     );
 
-    axis_fifo #(.W(DEC_W), .TAG_W(TAG_W), .DEPTH(2), .RAM_STYLE("registers")) dec_fifo (
+    axis_fifo #(.W(DEC_W), .TAG_W(TAG_W), .DEPTH(DEC_DEPTH), .RAM_STYLE("auto")) dec_fifo (
         .clk(clk), .rst(rst),
         .s_tvalid(s_dec_tvalid), .s_tready(s_dec_tready), .s_tdata(s_dec_tdata),
         .s_tuser(s_dec_tuser), .s_tlast(1'b1),

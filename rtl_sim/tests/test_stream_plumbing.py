@@ -49,10 +49,10 @@ def test_axis_fork(vl_env, tmp_path, width):
 
 
 # DEPTH 2 (registers: samples stream through, decisions ahead), 45 (auto -> distributed),
-# 100 (auto -> block RAM).
-@pytest.mark.parametrize("depth", [2, 45, 100])
-def test_exit_gate(vl_env, tmp_path, depth):
-    params = {"FEAT_W": 48, "DEC_W": 13, "TAG_W": 7, "DEPTH": depth, "RAM_STYLE": style("auto")}
+# 100 (auto -> block RAM) with 8 queued decisions (LUTRAM), as the early-exit top builds it.
+@pytest.mark.parametrize("depth, dec_depth", [(2, 2), (45, 2), (100, 8)])
+def test_exit_gate(vl_env, tmp_path, depth, dec_depth):
+    params = {"FEAT_W": 48, "DEC_W": 13, "TAG_W": 7, "DEPTH": depth, "DEC_DEPTH": dec_depth, "RAM_STYLE": style("auto")}
     # exit probability, feature gap, decision gap, m_feat stall, m_res stall
     mixes = [[0.5, 0.3, 0.3, 0.3, 0.3], [0.9, 0.1, 0.5, 0.0, 0.7], [0.1, 0.5, 0.1, 0.7, 0.0],
              [0.5, 0.0, 0.0, 0.5, 0.5], [0.3, 0.6, 0.6, 0.1, 0.1]]
