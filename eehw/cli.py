@@ -65,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--validate", type=int, default=3, metavar="N",
                    help="top designs generated, simulated whole and synthesised (default: 3)")
 
+    p = verbs.add_parser("retune", help="new thresholds for the built design (register values only: nothing is "
+                                        "regenerated or resynthesised)")
+    _add_config(p)
+    p.add_argument("--board", default="pynq-z2", help="board name or board YAML path (default: pynq-z2)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--max-drop", type=float, metavar="PP",
+                        help="accuracy within PP points of the final exit (on validation)")
+    target.add_argument("--budget", type=float, metavar="COST",
+                        help="mean cost at most COST x the final-exit network (on validation)")
+    target.add_argument("--exit", type=int, metavar="K", help="every sample leaves at exit K of the built design")
+
     p = verbs.add_parser("compare", help="two designs side by side from their report.json files")
     p.add_argument("report_a", help="a report.json of `eehw synth` or `eehw dse` (or its folder)")
     p.add_argument("report_b", help="the other report.json")
@@ -136,6 +147,17 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.verb == "dse":
         return _dse(args)
+    if args.verb == "retune":
+        from eehw.board import load_board
+        from eehw.retune import format_retune, retune
+
+        load_board(args.board)
+        for flag, value in (("--max-drop", args.max_drop), ("--budget", args.budget)):
+            if value is not None and not value >= 0:  # also refuses nan
+                raise EehwError(f"{flag} must be a non-negative number, got {value}")
+        print(format_retune(retune(args.config, args.board, max_drop_pp=args.max_drop, budget=args.budget,
+                                   exit=args.exit)))
+        return 0
     if args.verb == "compare":
         from eehw.compare import compare
 

@@ -171,9 +171,7 @@ def alternative_logits(cfg, choices, data, policies) -> dict[int, dict[str, Head
 
 
 def kept_params(params: PolicyParams, exits: list[int], positions) -> PolicyParams:
-    keep = [exits.index(p) for p in positions]
-    return PolicyParams(params.name, shifts=tuple(params.shift(k) for k in keep) if params.shifts else None,
-                        frac_bits=params.frac_bits)
+    return params.restricted([exits.index(p) for p in positions])
 
 
 def _with_heads(params: PolicyParams, exits: list[int], assignment: dict[int, HeadLogits]) -> PolicyParams:

@@ -115,7 +115,8 @@ def _chosen_heads(d: Design) -> dict[int, str]:
     return {p: h for p, h in zip(d.dse_choice["exits"], d.dse_choice["heads"]) if h != own.get(p)}
 
 
-def _policy(d: Design):
+def design_policy(d: Design):
+    """The decision policy the built design runs: the DSE's choice, else the evaluation's."""
     from eehw.policies import PolicyParams
 
     pol = d.dse_choice["policy"] if d.dse_choice else d.evaluation["policy"]
@@ -144,7 +145,7 @@ def step_rtl(d: Design) -> None:
         foldings = {name: Folding(*lanes) for name, lanes in choice["folding"].items()}
         base_foldings = {name: Folding(*lanes) for name, lanes in choice.get("baseline_folding", {}).items()}
     positions, _ = _early_exit_choice(d)
-    params = _policy(d)
+    params = design_policy(d)
     for kind, exits in (("early_exit", positions), ("baseline", [])):
         name = d.cfg.name if kind == "early_exit" else f"{d.cfg.name}_baseline"
         plan = plan_design(d.golden, name, exits, foldings if kind == "early_exit" else base_foldings,
@@ -158,11 +159,11 @@ def step_hls(d: Design) -> None:
     C-sim chain checked against the golden model on the whole test set, the multi-exit top, and
     the vendor flow when Vitis HLS and Vivado are installed."""
     from eehw import vendor
-    from eehw.hls import HlsSettings, build_hls_projects, chain_check
+    from eehw.hls import build_hls_projects, chain_check, settings_from_plan
     from eehw.hls_top import TopDesign, generate, ip_name
 
-    names = [b.name for b in d.golden.blocks] + [d.golden.heads[k].name for k in d.golden.exits]
-    settings = {name: HlsSettings(io_type="io_stream") for name in names}
+    # The IPs fold as the simulated RTL does: reuse factors from its SIMD x PE lanes.
+    settings = settings_from_plan(d.golden, d.rtl["early_exit"].plan)
     projects = build_hls_projects(d.trained, d.golden, d.board, d.out_dir, settings=settings)
     mismatches, first = chain_check(projects, d.golden, d.data.x_test)
     if first:
@@ -170,7 +171,8 @@ def step_hls(d: Design) -> None:
         raise VerificationError("hls4ml C-sim", f"differs from the golden model ({bad} samples); first: test sample "
                                 f"{first['sample']} at {first['block']}; projects are in {d.out_dir / 'hls'}")
     rtl = d.rtl["early_exit"]
-    top = TopDesign.from_golden(d.cfg.name, d.golden, rtl.plan.exits, _policy(d), rtl.decision)
+    _, thresholds = _early_exit_choice(d)
+    top = TopDesign.from_golden(d.cfg.name, d.golden, rtl.plan.exits, design_policy(d), rtl.decision, thresholds)
     files = generate(top, d.board, d.out_dir / "hls_top")
     tools = vendor.detect()
     note = vendor.absence_note(tools)
@@ -192,7 +194,7 @@ def step_simulate(d: Design) -> None:
     from eehw.measure import enforce, run_design
 
     _, thresholds = _early_exit_choice(d)
-    params = _policy(d)
+    params = design_policy(d)
     for kind, rtl in d.rtl.items():
         d.measured[kind] = run_design(d.golden, rtl, params, d.data.x_test, thresholds if kind == "early_exit" else [])
         enforce(kind, d.measured[kind], rtl)
@@ -214,7 +216,7 @@ def step_report(d: Design) -> None:
     kept = [d.golden.exits.index(p) for p in d.rtl["early_exit"].plan.exits]
     exits = []
     _, thresholds = _early_exit_choice(d)  # the config's, or those `eehw dse` chose
-    policy = _policy(d).name.value
+    policy = design_policy(d).name.value
     for k, idx in enumerate(kept):
         e = d.evaluation["exits"][idx]
         leaves = ee["exit_index"] == k

@@ -91,19 +91,51 @@ class FixedType:
 
 @dataclass(frozen=True)
 class HlsSettings:
-    """hls4ml knobs of one block; the co-design search sets them, these defaults suit a small design."""
+    """hls4ml knobs of one block: ``reuse_factor`` and ``strategy`` for every layer, or
+    ``reuse_factors`` per weighted layer (Conv / MatMul, in graph order) as ``from_folding``
+    derives them from the RTL's SIMD x PE lanes."""
 
     reuse_factor: int = 1
     strategy: str = "Latency"
     io_type: str = "io_parallel"
+    reuse_factors: tuple[int, ...] = ()
 
     def __post_init__(self):
-        if isinstance(self.reuse_factor, bool) or not isinstance(self.reuse_factor, int) or self.reuse_factor < 1:
-            raise EehwError(f"hls settings: reuse_factor must be a positive integer, got {self.reuse_factor!r}")
+        for rf in (self.reuse_factor, *self.reuse_factors):
+            if isinstance(rf, bool) or not isinstance(rf, int) or rf < 1:
+                raise EehwError(f"hls settings: reuse factors must be positive integers, got {rf!r}")
         if self.strategy not in STRATEGIES:
             raise EehwError(f"hls settings: strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.io_type not in IO_TYPES:
             raise EehwError(f"hls settings: io_type must be one of {', '.join(IO_TYPES)}, got {self.io_type!r}")
+
+
+def reuse_factor(n_in: int, n_out: int, simd: int, pe: int) -> int:
+    """hls4ml's ReuseFactor for an IN x OUT layer the RTL folds to SIMD x PE lanes: hls4ml
+    instantiates IN*OUT/RF multipliers and reuses each RF times per output vector (per output
+    pixel for a convolution, IN = K*K*C), the MVU has SIMD*PE lanes and takes
+    (IN/SIMD)*(OUT/PE) cycles. hls4ml moves an RF it cannot build to the closest valid one;
+    the project records the value it used (``HlsBlock.reuse_factors``)."""
+    return max(1, (n_in * n_out) // (simd * pe))
+
+
+def settings_from_plan(golden: GoldenModel, plan, io_type: str = "io_stream") -> dict[str, HlsSettings]:
+    """Per block and head of ``golden``, the settings that build the folding of ``plan`` (an
+    eehw.hwplan DesignPlan): each weighted layer's reuse factor from its MVU's SIMD x PE. A head
+    the plan does not keep gets reuse factor 1."""
+    mvus = {st.name: st for part in (*plan.blocks, *plan.heads.values()) for st in part.stages
+            if type(st).__name__ == "MvuStage"}
+    out = {}
+    for part in (*golden.blocks, *(golden.heads[k] for k in golden.exits)):
+        rfs = tuple(reuse_factor(m.in_n, m.out_n, m.folding.simd, m.folding.pe) if (m := mvus.get(op.name)) else 1
+                    for op in part.ops if isinstance(op, (Dense, Conv)))
+        out[part.name] = HlsSettings(io_type=io_type, reuse_factors=rfs)
+    return out
+
+
+def strategy_for(rf: int) -> str:
+    """Latency (fully parallel) at RF 1, Resource (multipliers shared, weights in memory) above."""
+    return "Latency" if rf == 1 else "Resource"
 
 
 @dataclass
@@ -126,6 +158,7 @@ class HlsBlock:
     cached: bool  # reused a compiled project from the cache
     convert_seconds: float
     compile_seconds: float
+    reuse_factors: tuple[int, ...] = ()  # what hls4ml built each weighted layer with
     _csim: object = field(default=None, repr=False, compare=False)
 
     @property
@@ -153,7 +186,7 @@ class HlsBlock:
         return {"name": self.name, "project": str(self.project_dir), "backend": self.backend, "part": self.part,
                 "clock_period_ns": self.clock_period_ns, **asdict(self.settings),
                 "input_precision": self.in_type.hls, "output_precision": self.out_type.hls,
-                "cached": self.cached, "convert_seconds": round(self.convert_seconds, 3),
+                "reuse_factors_built": list(self.reuse_factors), "cached": self.cached, "convert_seconds": round(self.convert_seconds, 3),
                 "compile_seconds": round(self.compile_seconds, 3)}
 
 
@@ -341,7 +374,24 @@ def hls_config(model, in_type: FixedType, settings: HlsSettings, backend: str) -
         if "ReuseFactor" in layer:
             layer["ReuseFactor"] = settings.reuse_factor
         layer["Strategy"] = settings.strategy
+    if settings.reuse_factors:
+        weighted = [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS]
+        if len(weighted) != len(settings.reuse_factors):
+            raise EehwError(f"hls settings: {len(settings.reuse_factors)} reuse factors for {len(weighted)} "
+                            f"weighted layers ({', '.join(weighted)})")
+        for name, rf in zip(weighted, settings.reuse_factors):
+            layers.setdefault(name, {}).update(ReuseFactor=rf, Strategy=strategy_for(rf))
     return config
+
+
+#: ONNX nodes that become hls4ml layers with a ReuseFactor, one per golden Dense / Conv.
+WEIGHTED_OPS = ("Conv", "MatMul", "Gemm")
+
+
+def used_reuse_factors(graph) -> list[int]:
+    """The ReuseFactor hls4ml built each weighted layer with (it may move a requested one)."""
+    return [int(layer.get_attr("reuse_factor")) for layer in graph.get_layers()
+            if layer.class_name in ("Dense", "Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D")]
 
 
 def _content_key(model, config: dict, project_name: str, backend: str, board: Board, settings: HlsSettings) -> str:
@@ -573,6 +623,7 @@ def _compile(job: _Job) -> None:
     job.compile_seconds = time.perf_counter() - start
     meta = {"name": job.name, "project_name": job.project_name, "key": job.key, "backend": job.backend,
             "library": str(library.relative_to(job.tmp)), "convert_seconds": job.convert_seconds,
+            "reuse_factors": used_reuse_factors(job.graph),
             "compile_seconds": job.compile_seconds}
     (job.tmp / "eehw_convert.log").write_text(job.log.getvalue())
     (job.tmp / _META).write_text(json.dumps(meta, indent=2))
@@ -592,7 +643,8 @@ def _finish(job: _Job, board: Board, was_cached: bool) -> HlsBlock:
                     in_type=job.in_type, out_type=FixedType.of_output(job.block),
                     in_shape=channels_last_shape(job.block.in_shape),
                     out_shape=channels_last_shape(job.block.out_shape), key=job.key, library=meta["library"],
-                    cached=was_cached, convert_seconds=job.convert_seconds, compile_seconds=job.compile_seconds)
+                    cached=was_cached, convert_seconds=job.convert_seconds, compile_seconds=job.compile_seconds,
+                    reuse_factors=tuple(meta.get("reuse_factors", ())))
 
 
 def _run_jobs(jobs: list[_Job], board: Board, bar=None, task=None) -> list[HlsBlock]:

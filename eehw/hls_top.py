@@ -32,6 +32,7 @@ from eehw.board import Board
 from eehw.errors import EehwError
 from eehw.hls_decision import HEADER, DecisionUnit, header_path, jinja_env
 from eehw.policies import PolicyName, PolicyParams
+from eehw.pynq_driver import register_value
 from eehw.rtl import DecisionFormat
 
 TAG_W = 16
@@ -88,6 +89,9 @@ class TopDesign:
     fmt: DecisionFormat
     shifts: tuple[int, ...] = field(default=())
     tag_w: int = TAG_W
+    # Register value of each early exit's threshold (None: exit disabled) that the register map
+    # carries and the driver writes by default: the thresholds the flow simulated.
+    thresholds: tuple[int | None, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", self.name):
@@ -106,6 +110,13 @@ class TopDesign:
         if len(shifts) != len(self.exits):
             raise EehwError(f"{len(self.exits)} exits need {len(self.exits)} shifts, got {len(shifts)}")
         object.__setattr__(self, "shifts", tuple(int(s) for s in shifts))
+        thresholds = self.thresholds or (None,) * (len(self.exits) - 1)
+        if len(thresholds) != len(self.exits) - 1:
+            raise EehwError(f"{len(self.exits) - 1} early exits need {len(self.exits) - 1} thresholds, "
+                            f"got {len(thresholds)}")
+        for k, t in enumerate(thresholds):
+            register_value(t, k, self.fmt.thr_w, ENABLE_BIT)  # refuses a value the register cannot hold
+        object.__setattr__(self, "thresholds", tuple(None if t is None else int(t) for t in thresholds))
         names = list(self.blocks) + list(self.heads)
         for ip in names:
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", ip):
@@ -135,9 +146,11 @@ class TopDesign:
         return math.ceil(self.input.beat_bits / INPUT_WORD_BITS)
 
     @classmethod
-    def from_golden(cls, name: str, golden, exits, params: PolicyParams, fmt: DecisionFormat) -> TopDesign:
+    def from_golden(cls, name: str, golden, exits, params: PolicyParams, fmt: DecisionFormat,
+                    thresholds=()) -> TopDesign:
         """Describe the kept ``exits`` (block indices) of a golden model; shapes are channels-last
-        streams: a (C, H, W) map is H*W beats of C elements, a flat vector one beat."""
+        streams: a (C, H, W) map is H*W beats of C elements, a flat vector one beat.
+        ``thresholds``: the register value of each early exit (None disables it)."""
         exits = tuple(int(e) for e in exits)
         missing = [e for e in exits if e not in golden.heads]
         if missing:
@@ -163,6 +176,7 @@ class TopDesign:
             heads=tuple(ip_name(golden.heads[e].name) for e in exits),
             fmt=fmt,
             shifts=tuple(params.shift(golden.exits.index(e)) for e in exits),
+            thresholds=tuple(thresholds),
         )
 
 
@@ -317,7 +331,9 @@ def _register_map(design: TopDesign, board: Board, lite) -> dict:
         entry = {"cell": r["cell"], "base": r["base"], "offset": f"0x{REGISTER_OFFSET:02X}",
                  "address": f"0x{int(r['base'], 16) + REGISTER_OFFSET:08X}", "what": r["what"]}
         if r["what"] == "exit":
-            entry.update(exit=r["exit"], threshold_bits=fmt.thr_w, enable_bit=ENABLE_BIT)
+            t = design.thresholds[r["exit"]]
+            entry.update(exit=r["exit"], threshold_bits=fmt.thr_w, enable_bit=ENABLE_BIT, threshold=t,
+                         value=f"0x{register_value(t, r['exit'], fmt.thr_w, ENABLE_BIT):08X}")
         registers.append(entry)
     return {
         "design": design.name,

@@ -566,6 +566,13 @@ def plan_design(golden: GoldenModel, name: str, exits: list[int] | None = None,
     """Plan the RTL of ``golden`` keeping only the exits in ``exits`` (default all; the final
     exit is always kept). ``exits=[]`` gives the no-exit baseline."""
     foldings = foldings or {}
+    layers = [op.name for part in (*golden.blocks, *golden.heads.values()) for op in part.ops
+              if isinstance(op, (Dense, Conv))]
+    for what, names in (("hardware.folding", foldings), ("hardware.memory", mem_styles or {})):
+        unknown_layers = sorted(set(names) - set(layers))
+        if unknown_layers:
+            raise EehwError(f"{what}: no layer named {', '.join(unknown_layers)} in this model; "
+                            f"layers with weights: {', '.join(layers)}")
     final = golden.exits[-1]
     keep = sorted(set(golden.exits if exits is None else exits) | {final})
     unknown = set(keep) - set(golden.exits)

@@ -20,10 +20,7 @@ def expected_outputs(golden: GoldenModel, rtl: RtlDesign, params: PolicyParams, 
     logits = golden.forward(x)
     keep = [golden.exits.index(p) for p in rtl.plan.exits]
     z = [logits[k] for k in keep]
-    kept = PolicyParams(params.name, temperatures=None,
-                        shifts=tuple(params.shift(k) for k in keep) if params.shifts else None,
-                        frac_bits=params.frac_bits)
-    return decide(kept, z, [golden.logit_exps[k] for k in keep], list(thresholds))
+    return decide(params.restricted(keep), z, [golden.logit_exps[k] for k in keep], list(thresholds))
 
 
 def latency_stats(sim: SimResult, n_exits: int) -> dict:

@@ -86,6 +86,14 @@ class PolicyParams:
     def shift(self, k: int) -> int:
         return 0 if self.shifts is None else self.shifts[k]
 
+    def restricted(self, keep: Sequence[int]) -> PolicyParams:
+        """The same policy over the exits ``keep`` (indices into this one's), as a design that
+        keeps only those exits runs it."""
+        return PolicyParams(self.name,
+                            temperatures=tuple(self.temperature(k) for k in keep) if self.temperatures else None,
+                            shifts=tuple(self.shift(k) for k in keep) if self.shifts else None,
+                            frac_bits=self.frac_bits)
+
 
 def policy_name(value: PolicyName | str) -> PolicyName:
     """The policy named by a config string, or an error listing the valid names."""

@@ -40,6 +40,7 @@ class RegisterMap:
     enable_bit: int
     num_exits: int
     num_classes: int
+    thresholds: tuple[int | None, ...] = ()  # the flow's chosen value per early exit (None: disabled)
 
     @classmethod
     def load(cls, path: Path) -> RegisterMap:
@@ -64,6 +65,7 @@ class RegisterMap:
                 threshold_bits=int(dec["threshold_bits"]),
                 enable_bit=int(exits[0]["enable_bit"]) if exits else 31,
                 num_exits=len(raw["exits"]), num_classes=int(dec["num_classes"]),
+                thresholds=tuple(None if r["threshold"] is None else int(r["threshold"]) for r in exits),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EehwError(f"register map {path} lacks or mangles {exc}; regenerate it with eehw.hls_top") from None
@@ -134,27 +136,29 @@ def unpack_results(words: np.ndarray, regmap: RegisterMap, num_samples: int) -> 
     return Results(classes=classes, exits=exits, confidences=field("confidence")[order])
 
 
-def threshold_words(thresholds: Sequence[int | None], regmap: RegisterMap) -> list[tuple[int, int]]:
-    """(address, register value) per early exit: threshold in the low bits, enable on top.
+def register_value(t: int | None, k: int, threshold_bits: int, enable_bit: int) -> int:
+    """The word of early exit ``k``'s register: threshold in the low bits, enable on top.
 
-    ``thresholds`` are the integer policy thresholds of eehw.policies (margin: exit iff
-    score >= t; max_softmax_pow2: exit iff S <= t, see ``pow2_threshold_from_tau``), one per
-    non-final exit; ``None`` disables that exit (enable bit clear).
+    ``t`` is an integer policy threshold of eehw.policies (margin: exit iff score >= t;
+    max_softmax_pow2: exit iff S <= t, see ``pow2_threshold_from_tau``); ``None`` disables the
+    exit (enable bit clear).
     """
+    if t is None:
+        return 0
+    if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+        raise EehwError(f"threshold of exit {k} must be an integer register value or None, got {t!r}")
+    if not 0 <= t < 1 << threshold_bits:
+        raise EehwError(f"threshold {t} of exit {k} does not fit the {threshold_bits}-bit register")
+    return int(t) | (1 << enable_bit)
+
+
+def threshold_words(thresholds: Sequence[int | None], regmap: RegisterMap) -> list[tuple[int, int]]:
+    """(address, register value) per early exit, one threshold per non-final exit."""
     if len(thresholds) != len(regmap.exit_registers):
         raise EehwError(f"got {len(thresholds)} thresholds for {len(regmap.exit_registers)} early exits; "
                         "give one per non-final exit (None disables one)")
-    out = []
-    for k, (t, address) in enumerate(zip(thresholds, regmap.exit_registers)):
-        if t is None:
-            out.append((address, 0))
-            continue
-        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
-            raise EehwError(f"threshold of exit {k} must be an integer register value or None, got {t!r}")
-        if not 0 <= t < 1 << regmap.threshold_bits:
-            raise EehwError(f"threshold {t} of exit {k} does not fit the {regmap.threshold_bits}-bit register")
-        out.append((address, int(t) | (1 << regmap.enable_bit)))
-    return out
+    return [(address, register_value(t, k, regmap.threshold_bits, regmap.enable_bit))
+            for k, (t, address) in enumerate(zip(thresholds, regmap.exit_registers))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,13 +176,17 @@ def _pynq():
 class EarlyExitOverlay:
     """The multi-exit accelerator on a PYNQ board."""
 
-    def __init__(self, bitfile: Path | str, register_map: Path | str | None = None, download: bool = True) -> None:
+    def __init__(self, bitfile: Path | str, register_map: Path | str | None = None, download: bool = True,
+                 thresholds: Sequence[int | None] | None = None) -> None:
+        """``thresholds`` default to the register map's: the values the flow simulated (or the
+        last ``eehw retune``); pass others to override them."""
         bitfile = Path(bitfile)
         self.regmap = RegisterMap.load(Path(register_map) if register_map else bitfile.with_name("register_map.json"))
         pynq = _pynq()
         self.overlay = pynq.Overlay(str(bitfile), download=download)
         self.dma = self.overlay.axi_dma_0
         self._mmio: dict[int, object] = {}
+        self.set_thresholds(self.regmap.thresholds if thresholds is None else thresholds)
 
     def _write(self, address: int, value: int) -> None:
         base = address & ~0xFFFF  # every register sits in its IP's 64K segment

@@ -20,17 +20,26 @@ from eehw import flow
 from eehw.board import load_board
 from eehw.errors import EehwError
 from eehw.golden import IntBlock
-from eehw.hls import HlsSettings, build_hls_projects, chain_outputs, export_block, run_chain
+from eehw.hls import HlsSettings, build_hls_projects, chain_outputs, export_block, run_chain, settings_from_plan
+from eehw.hwplan import Folding, plan_design
 from eehw.paths import build_dir, cache_dir
 
 BOARD = "pynq-z2"
+
+
+def _flow_settings(design, foldings=None):
+    """What `eehw synth` builds: io_stream, reuse factors from the RTL plan's SIMD x PE."""
+    hw = design.cfg.hardware
+    plan = plan_design(design.golden, design.cfg.name, None, foldings or {}, hw.max_simd, hw.max_pe)
+    return plan, settings_from_plan(design.golden, plan)
 
 
 def _build(name: str):
     design = flow.run(name, stop_after="golden")
     board = load_board(BOARD)
     start = time.perf_counter()
-    projects = build_hls_projects(design.trained, design.golden, board, build_dir() / BOARD / name)
+    projects = build_hls_projects(design.trained, design.golden, board, build_dir() / BOARD / name,
+                                  settings=_flow_settings(design)[1])
     seconds = time.perf_counter() - start
     print(f"\n{name}: {len(projects)} projects built in {seconds:.1f} s")
     for p in projects:
@@ -95,6 +104,43 @@ def test_mnist1d_cnn_chain_equals_golden(mnist1d_cnn):
     _assert_chain_bit_exact(*mnist1d_cnn)
 
 
+def test_projects_are_io_stream_with_the_rtl_folding(digits_mlp):
+    """Each weighted layer's ReuseFactor is IN*OUT / (SIMD*PE) of its MVU, computed here."""
+    design, projects = digits_mlp
+    plan, _ = _flow_settings(design)
+    mvus = {st.name: st for part in (*plan.blocks, *plan.heads.values()) for st in part.stages
+            if hasattr(st, "folding")}
+    for p in projects:
+        config = (p.project_dir / "hls4ml_config.yml").read_text()
+        assert re.search(r"^IOType: io_stream$", config, re.M), p.name
+        ops = [op for op in next(b for b in [*design.golden.blocks, *design.golden.heads.values()]
+                                 if b.name == p.name).ops if op.name in mvus]
+        want = [op.weight.shape[0] * op.weight.shape[1] // (mvus[op.name].folding.simd * mvus[op.name].folding.pe)
+                for op in ops]
+        assert list(p.settings.reuse_factors) == want, p.name
+        # hls4ml builds a requested factor it supports as is, and moves one it cannot build to
+        # the closest it can; the project records what it built.
+        params = (p.project_dir / "firmware" / "parameters.h").read_text()
+        assert len(p.reuse_factors) == len(want)
+        for rf, asked in zip(p.reuse_factors, want):
+            assert f"reuse_factor = {rf};" in params, (p.name, rf)
+            assert abs(rf - asked) <= asked // 2, (p.name, rf, asked)
+
+
+@pytest.mark.slow
+def test_digits_cnn_folded_to_one_lane_chain_equals_golden(digits_cnn, tmp_path):
+    """The deepest folding the DSE offers (SIMD = PE = 1: ReuseFactor = IN*OUT, Resource strategy)
+    keeps the C-sim chain bit-exact on every test sample."""
+    design, _ = digits_cnn
+    layers = [op.name for b in [*design.golden.blocks, *design.golden.heads.values()] for op in b.ops
+              if type(op).__name__ in ("Dense", "Conv")]
+    _, settings = _flow_settings(design, {name: Folding(1, 1) for name in layers})
+    projects = build_hls_projects(design.trained, design.golden, load_board(BOARD), tmp_path, settings=settings)
+    assert all(rf > 1 for p in projects for rf in p.reuse_factors)
+    assert "Strategy: Resource" in (projects[0].project_dir / "hls4ml_config.yml").read_text()
+    _assert_chain_bit_exact(design, projects)
+
+
 def _expected_input_types(golden) -> dict[str, str]:
     """ap type of what enters every block, from the golden model's quantisers and block outputs."""
 
@@ -121,7 +167,8 @@ def test_project_input_precision_is_the_brevitas_type(digits_mlp):
     expected = _expected_input_types(design.golden)
     assert set(expected) == {p.name for p in projects}
     for p in projects:
-        match = re.search(r"typedef (ap_u?fixed<[^>]*>) input_t;", _defines(p))
+        # io_stream: the stream's element is an nnet::array of the input type
+        match = re.search(r"typedef nnet::array<(ap_u?fixed<[^>]*>), [^;]*> input_t;", _defines(p))
         assert match, f"{p.name}: no input_t in defines.h"
         assert match.group(1) == expected[p.name], p.name
         assert "fixed<16,6>" not in match.group(1)
@@ -135,9 +182,9 @@ def test_project_output_precision_is_the_golden_type(digits_mlp):
         want = f"ap_{'' if b.out_signed else 'u'}fixed<{b.out_bits},{b.out_bits + b.out_exp}"
         # The top function's output argument type (the last layer's result type)
         header = (p.project_dir / "firmware" / f"{p.project_name}.h").read_text()
-        out_type = re.search(r"(\w+) (\w+)\[[^\]]*\]\s*\)", header.replace("\n", " "))
+        out_type = re.search(r"hls::stream<(\w+)> &\w+\s*\)", header.replace("\n", " "))
         assert out_type, header
-        typedef = re.search(rf"typedef (ap_u?fixed<[^>]*>) {out_type.group(1)};", _defines(p))
+        typedef = re.search(rf"typedef nnet::array<(ap_u?fixed<[^>]*>), [^;]*> {out_type.group(1)};", _defines(p))
         assert typedef and typedef.group(1).startswith(want), (p.name, typedef and typedef.group(1), want)
 
 
@@ -172,7 +219,8 @@ def test_second_build_is_a_cache_hit(digits_mlp, monkeypatch, tmp_path):
         raise AssertionError("hls4ml conversion ran on a cache hit")
 
     monkeypatch.setattr(hls4ml.converters, "convert_from_onnx_model", no_conversion)
-    again = build_hls_projects(design.trained, design.golden, load_board(BOARD), tmp_path / "again")
+    again = build_hls_projects(design.trained, design.golden, load_board(BOARD), tmp_path / "again",
+                               settings=_flow_settings(design)[1])
     assert all(p.cached and p.compile_seconds == 0.0 for p in again)
     assert [p.key for p in again] == [p.key for p in first]
     for p in again:

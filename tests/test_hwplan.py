@@ -63,6 +63,19 @@ def test_plan_refusals_are_one_line():
         plan_design(golden, "bad", exits=[5])
 
 
+def test_misspelt_layer_names_are_refused_with_the_valid_ones():
+    golden = _golden()
+    dense = [op.name for op in golden.blocks[0].ops if type(op).__name__ == "Dense"]
+    with pytest.raises(EehwError, match=r"hardware.folding: no layer named blocks.0.9 .*layers with weights: "
+                                        + dense[0].replace(".", r"\.")):
+        plan_design(golden, "bad", foldings={"blocks.0.9": Folding(1, 1)})
+    from eehw.hwplan import MemStyle
+
+    with pytest.raises(EehwError, match="hardware.memory: no layer named head.0"):
+        plan_design(golden, "bad", mem_styles={"head.0": MemStyle.BLOCK})
+    plan_design(golden, "good", foldings={dense[0]: Folding(1, 1)})  # a real name is taken
+
+
 def test_convolution_maps_to_a_pixel_stream_window_and_mvu_with_permuted_weights():
     golden = _golden(Backbone.CNN1D)
     plan = plan_design(golden, "cnn")

@@ -16,7 +16,9 @@ from eehw.pynq_driver import (EarlyExitOverlay, RegisterMap, pack_inputs, thresh
 from eehw.rtl import DecisionFormat
 
 
-def regmap_json(tmp_path, *, elements=3, bits=5, beats=1, words=1, signed=False, exits=3, thr_bits=17):
+def regmap_json(tmp_path, *, elements=3, bits=5, beats=1, words=1, signed=False, exits=3, thr_bits=17,
+                thresholds=None):
+    thresholds = thresholds or [None] * (exits - 1)
     doc = {
         "design": "t", "dma": {"base": "0x40400000"},
         "input": {"word_bits": 32, "words_per_beat": words, "beats_per_sample": beats,
@@ -28,7 +30,8 @@ def regmap_json(tmp_path, *, elements=3, bits=5, beats=1, words=1, signed=False,
         "decision": {"num_classes": 10, "threshold_bits": thr_bits},
         "exits": [{"index": k} for k in range(exits)],
         "registers": [{"what": "batch_size", "address": "0x43C00010"}]
-        + [{"what": "exit", "exit": k, "address": f"0x43C{k + 1}0010", "enable_bit": 31} for k in range(exits - 1)]
+        + [{"what": "exit", "exit": k, "address": f"0x43C{k + 1}0010", "enable_bit": 31, "threshold": thresholds[k]}
+           for k in range(exits - 1)]
         + [{"what": "batch_size", "address": "0x43CF0010"}],
     }
     path = tmp_path / "register_map.json"
@@ -104,6 +107,20 @@ def test_threshold_words(tmp_path):
         threshold_words([0.5, None], regmap)
 
 
+def test_register_map_carries_the_chosen_thresholds(tmp_path):
+    design = TopDesign(name="d", blocks=("b0", "b1", "b2"), outputs=(Stream(8, 4),) * 3, input=Stream(1, 8, 16),
+                       input_signed=True, exits=(0, 1, 2), heads=("h0", "h1", "h2"),
+                       fmt=DecisionFormat(PolicyName.MARGIN, 10, 12, 6), thresholds=(37, None))
+    files = generate(design, load_board("pynq-z2"), tmp_path)
+    regs = [r for r in json.loads(files.register_map.read_text())["registers"] if r["what"] == "exit"]
+    assert [(r["threshold"], r["value"]) for r in regs] == [(37, "0x80000025"), (None, "0x00000000")]
+    assert RegisterMap.load(files.register_map).thresholds == (37, None)
+    with pytest.raises(EehwError, match="2 early exits need 2 thresholds"):
+        TopDesign(**{**design.__dict__, "thresholds": (1,)})
+    with pytest.raises(EehwError, match="does not fit the 13-bit register"):
+        TopDesign(**{**design.__dict__, "thresholds": (1 << 13, None)})  # margin of 12-bit logits: 13 bits
+
+
 def test_register_map_from_the_generator(tmp_path):
     """The driver reads the map eehw.hls_top writes (one register per early exit, 0x10 into each IP)."""
     design = TopDesign(name="d", blocks=("b0", "b1"), outputs=(Stream(8, 4), Stream(8, 4)),
@@ -111,6 +128,7 @@ def test_register_map_from_the_generator(tmp_path):
                        fmt=DecisionFormat(PolicyName.MAX_SOFTMAX_POW2, 10, 12, 6))
     files = generate(design, load_board("pynq-z2"), tmp_path)
     regmap = RegisterMap.load(files.register_map)
+    assert regmap.thresholds == (None,)  # no thresholds given: the exit is disabled
     assert regmap.exit_registers == (0x43C10010,)
     assert regmap.batch_registers == (0x43C00010, 0x43C20010)
     assert (regmap.threshold_bits, regmap.enable_bit) == (10, 31)  # 6 + bitlength(10)
@@ -160,10 +178,16 @@ def test_board_flow_with_fake_pynq(tmp_path, monkeypatch):
     fake = types.SimpleNamespace(Overlay=Overlay, MMIO=MMIO,
                                  allocate=lambda shape, dtype: np.zeros(shape, dtype).view(Buffer))
     monkeypatch.setitem(sys.modules, "pynq", fake)
-    regmap_json(tmp_path)
+    regmap_json(tmp_path, thresholds=[None, 0x1234])
     ov = EarlyExitOverlay(tmp_path / "d.bit")
+    # Loading writes the register map's thresholds: exit 0 disabled, exit 1 at 0x1234 and enabled.
+    assert writes == [(0x43C10010, 0), (0x43C20010, 0x80001234)]
+    writes.clear()
     ov.set_thresholds([5, None])
     res = ov.predict(np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]]))
     assert res.classes.tolist() == [5, 4, 3] and res.exits.tolist() == [0, 1, 0]
     assert writes == [(0x43C10010, 0x80000005), (0x43C20010, 0), (0x43C00010, 3), (0x43CF0010, 3)]
+    writes.clear()
+    EarlyExitOverlay(tmp_path / "d.bit", thresholds=[7, 8])  # an explicit override wins
+    assert writes == [(0x43C10010, 0x80000007), (0x43C20010, 0x80000008)]
     assert sent[0].tolist() == [1 | 2 << 5 | 3 << 10, 4 | 5 << 5 | 6 << 10, 7 | 8 << 5 | 9 << 10]

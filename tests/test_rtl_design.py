@@ -45,7 +45,7 @@ def _spread_thresholds(design, rtl):
     candidates += [[1 << k] * len(chosen) for k in range(fmt.thr_w)]
     best, best_key = None, None
     for thresholds in candidates:
-        exits, _ = expected_outputs(design.golden, rtl, flow._policy(design), x, thresholds)
+        exits, _ = expected_outputs(design.golden, rtl, flow.design_policy(design), x, thresholds)
         counts = np.bincount(exits, minlength=len(rtl.plan.exits))
         key = ((counts > 0).sum(), counts.min())  # every exit used, the rarest as often as can be
         if best_key is None or key > best_key:
@@ -55,7 +55,7 @@ def _spread_thresholds(design, rtl):
 
 def _check(design, rtl, sim, x, thresholds, repeat=1):
     """No sample lost or duplicated, no error, exit and class equal to golden + policy."""
-    exp_exit, exp_class = expected_outputs(design.golden, rtl, flow._policy(design), x, thresholds)
+    exp_exit, exp_class = expected_outputs(design.golden, rtl, flow.design_policy(design), x, thresholds)
     assert sim.samples == len(x) * repeat
     assert sim.missing == 0 and sim.duplicates == 0 and not sim.error_flag
     np.testing.assert_array_equal(sim.exit_index, np.tile(exp_exit, repeat))
