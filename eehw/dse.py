@@ -591,7 +591,7 @@ def validate_job(golden, name: str, exits: list[int], params: PolicyParams, thre
     plan = plan_design(golden, name, list(exits[:-1]), {k: Folding(*v) for k, v in folding.items()}, max_simd, max_pe)
     rtl = generate(plan, params, Path(out_dir), golden.exits)
     start = time.perf_counter()
-    m = run_design(golden, rtl, params, x_test, list(thresholds))
+    m = run_design(golden, rtl, params, x_test, list(thresholds), workers=1)  # the pool runs jobs in parallel
     enforce(name, m, rtl)  # a validated design that is not bit-exact or breaks its bound stops the search
     sim_s = time.perf_counter() - start
     start = time.perf_counter()

@@ -56,6 +56,7 @@ def evaluate(cfg: Config, data: Dataset, trained: TrainedModel, golden: GoldenMo
         p.mode.value, params, z_val, exps, data.y_val, costs,
         max_drop_pp=p.max_drop_pp, max_cost=p.max_cost, exit=p.exit)
     exit_index, prediction = decide(params, z_test, exps, thresholds)
+    val_exit_index, _ = decide(params, z_val, exps, thresholds)
 
     y = data.y_test
     correct = np.stack([np.argmax(z, axis=1) == y for z in z_test])  # (K, N)
@@ -70,6 +71,7 @@ def evaluate(cfg: Config, data: Dataset, trained: TrainedModel, golden: GoldenMo
             "head": golden.heads[position].name,
             "accuracy": float(correct[k].mean()),
             "exit_rate": float(leaves.mean()),
+            "val_exit_rate": float((val_exit_index == k).mean()),
             "exited_accuracy": float((prediction[leaves] == y[leaves]).mean()) if leaves.any() else None,
             "threshold": _jsonable(thresholds[k]) if k < len(thresholds) else None,
             "cost_ratio": float(costs[k]),

@@ -124,13 +124,26 @@ def design_policy(d: Design):
                         frac_bits=pol["frac_bits"])
 
 
+#: Without a DSE choice the flow builds an early exit only if at least this fraction of the
+#: validation samples leaves there: a head no sample uses costs LUTs and buys nothing.
+MIN_EXIT_RATE = 0.01
+
+
 def _early_exit_choice(d: Design) -> tuple[list[int], list[int | None]]:
-    """The exits the thresholds enable (plus the final one) and their register values."""
+    """The early exits to build and their register values: the DSE's choice if any, else
+    those the thresholds enable that at least MIN_EXIT_RATE of validation samples use."""
     if d.dse_choice:
         return d.dse_choice["exits"][:-1], d.dse_choice["thresholds"]
-    exits = d.evaluation["exits"]
-    kept = [e for e in exits[:-1] if e["threshold"] is not None]
+    kept = [e for e in d.evaluation["exits"][:-1] if e not in dropped_exits(d)]
     return [e["position"] for e in kept], [e["threshold"] for e in kept]
+
+
+def dropped_exits(d: Design) -> list[dict]:
+    """Candidate early exits the default design leaves out (none when the DSE chose)."""
+    if d.dse_choice:
+        return []
+    return [e for e in d.evaluation["exits"][:-1]
+            if e["threshold"] is None or e.get("val_exit_rate", 1.0) < MIN_EXIT_RATE]
 
 
 def step_rtl(d: Design) -> None:
@@ -191,20 +204,21 @@ def step_hls(d: Design) -> None:
 
 
 def step_simulate(d: Design) -> None:
-    from eehw.measure import enforce, run_design
+    from eehw.measure import enforce, run_designs
 
     _, thresholds = _early_exit_choice(d)
     params = design_policy(d)
+    d.measured = run_designs(d.golden, {kind: (rtl, params, thresholds if kind == "early_exit" else [])
+                                        for kind, rtl in d.rtl.items()}, d.data.x_test)
     for kind, rtl in d.rtl.items():
-        d.measured[kind] = run_design(d.golden, rtl, params, d.data.x_test, thresholds if kind == "early_exit" else [])
         enforce(kind, d.measured[kind], rtl)
 
 
 def step_synthesise(d: Design) -> None:
-    from eehw.measure import resources
+    from eehw.measure import resources_of
 
-    for kind, rtl in d.rtl.items():
-        d.measured[kind]["resources"] = resources(rtl, d.board)
+    for kind, figures in resources_of(d.rtl, d.board).items():
+        d.measured[kind]["resources"] = figures
 
 
 def step_report(d: Design) -> None:
@@ -240,6 +254,11 @@ def step_report(d: Design) -> None:
         "accuracy": {"early_exit": float((ee["predictions"] == y).mean()),
                      "final_only": float((base["predictions"] == y).mean())},
         "exits": exits,
+        "dropped_exits": [{"position": e["position"], "head": e["head"], "val_exit_rate": e.get("val_exit_rate"),
+                           "reason": "disabled by the threshold selection" if e["threshold"] is None else
+                           f"fewer than {MIN_EXIT_RATE:.0%} of validation samples leave there"}
+                          for e in dropped_exits(d)],
+        "design_source": "eehw dse" if d.dse_choice else "config + threshold selection",
         **summary(ee, d.rtl["early_exit"]),
         "fits": ee["resources"]["fits"],
         "baseline": summary(base, d.rtl["baseline"]),

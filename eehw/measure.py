@@ -3,6 +3,9 @@ throughput from simulation cycles, resources from synthesis."""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from eehw.board import Board, Resources
@@ -10,7 +13,7 @@ from eehw.errors import VerificationError
 from eehw.golden import GoldenModel
 from eehw.policies import PolicyParams, decide
 from eehw.rtl import BLOCK_LIBRARY, RtlDesign, hdl_dir
-from eehw.sim import SimResult, simulate
+from eehw.sim import SimResult, build_wrapper, simulate
 from eehw.synth import SynthResult, synthesize
 
 
@@ -61,35 +64,60 @@ def _merge_checks(checks: dict[str, dict]) -> dict:
 
 
 def run_design(golden: GoldenModel, rtl: RtlDesign, params: PolicyParams, x_test: np.ndarray,
-               thresholds: list[int | None]) -> dict:
+               thresholds: list[int | None], workers: int | None = None) -> dict:
     """Three simulations of the whole design, every result compared with the golden model:
     the test set back to back (throughput), the test set one sample at a time (each sample's
     latency on an idle pipeline, so queueing does not blur the exit distribution), and the test
     set one at a time with every early exit disabled (every sample on the worst-case path, whose
-    longest latency is checked against the stated bound)."""
+    longest latency is checked against the stated bound). A design without early exits has
+    one path, so its one-at-a-time run is also its worst-case run."""
+    return run_designs(golden, {"design": (rtl, params, thresholds)}, x_test, workers)["design"]
+
+
+def run_designs(golden: GoldenModel, designs: dict[str, tuple[RtlDesign, PolicyParams, list[int | None]]],
+                x_test: np.ndarray, workers: int | None = None) -> dict[str, dict]:
+    """``run_design`` for several designs (name -> (rtl, params, thresholds)), their Verilator
+    builds and simulations spread over ``workers`` threads (default: one per core); each
+    simulation is a process of its own, so the threads only wait."""
     x_int = golden.quantize_input(x_test)
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(build_wrapper, [rtl for rtl, _, _ in designs.values()]))
+        runs = {}
+        for name, (rtl, _, thresholds) in designs.items():
+            never = [None] * len(thresholds)
+            runs[name] = {"stream": pool.submit(simulate, rtl, x_int, thresholds),
+                          "isolated": pool.submit(simulate, rtl, x_int, thresholds, one_at_a_time=True)}
+            if thresholds:
+                runs[name]["worst"] = pool.submit(simulate, rtl, x_int, never, one_at_a_time=True)
+        done = {name: {run: f.result() for run, f in futures.items()} for name, futures in runs.items()}
+    return {name: _measured(golden, rtl, params, x_test, thresholds, done[name])
+            for name, (rtl, params, thresholds) in designs.items()}
+
+
+def _measured(golden, rtl, params, x_test, thresholds, sims: dict) -> dict:
     exp_exit, exp_class = expected_outputs(golden, rtl, params, x_test, thresholds)
-    never = [None] * len(thresholds)
-    final_exit, final_class = expected_outputs(golden, rtl, params, x_test, never)
-    stream = simulate(rtl, x_int, thresholds)
-    isolated = simulate(rtl, x_int, thresholds, one_at_a_time=True)
-    worst = simulate(rtl, x_int, never, one_at_a_time=True)
-    bit_exact = _merge_checks({"stream": check_against_golden(stream, exp_exit, exp_class),
-                               "isolated": check_against_golden(isolated, exp_exit, exp_class),
-                               "final exit only": check_against_golden(worst, final_exit, final_class)})
+    stream, isolated = sims["stream"], sims["isolated"]
+    checks = {"stream": check_against_golden(stream, exp_exit, exp_class),
+              "isolated": check_against_golden(isolated, exp_exit, exp_class)}
+    worst = sims.get("worst", isolated)
+    if "worst" in sims:
+        final_exit, final_class = expected_outputs(golden, rtl, params, x_test, [None] * len(thresholds))
+        checks["final exit only"] = check_against_golden(worst, final_exit, final_class)
+    bit_exact = _merge_checks(checks)
     return {
         "bit_exact": bit_exact,
         "latency_cycles": latency_stats(isolated, len(rtl.plan.exits)),
         "latency_cycles_raw": isolated.latency,
         "latency_under_load_cycles": {"mean": float(stream.latency.mean()), "max": int(stream.latency.max())},
         "worst_case_latency_cycles": int(worst.latency[worst.latency >= 0].max(initial=0)),
-        "worst_case_samples": int(len(x_int)),
+        "worst_case_samples": int(len(x_test)),
         "throughput_samples_per_cycle": stream.throughput(),
-        "simulated_cycles": stream.cycles + isolated.cycles + worst.cycles,
-        "simulation_seconds": stream.wall_seconds + isolated.wall_seconds + worst.wall_seconds,
+        "simulated_cycles": sum(r.cycles for r in sims.values()),
+        "simulation_seconds": sum(r.wall_seconds for r in sims.values()),
         "predictions": stream.prediction,
         "exit_index": stream.exit_index,
-        "error_flag": stream.error_flag or isolated.error_flag or worst.error_flag,
+        "error_flag": any(r.error_flag for r in sims.values()),
     }
 
 
@@ -116,15 +144,30 @@ def enforce(kind: str, measured: dict, rtl: RtlDesign) -> None:
                                        f"the final exit) exceeds the stated bound {bound}")
 
 
-def resources(rtl: RtlDesign, board: Board) -> dict:
+def resources(rtl: RtlDesign, board: Board, workers: int | None = None) -> dict:
     """Yosys counts per block and head (out of context) and for the whole top."""
+    return resources_of({"design": rtl}, board, workers)["design"]
+
+
+def resources_of(designs: dict[str, RtlDesign], board: Board, workers: int | None = None) -> dict[str, dict]:
+    """``resources`` of several designs, the Yosys runs (one process each, cached by content)
+    spread over ``workers`` threads (default: one per core), the largest first."""
     library = [hdl_dir() / name for name in BLOCK_LIBRARY]
-    per_block = {}
-    for block in list(rtl.plan.blocks) + [rtl.plan.heads[k] for k in rtl.plan.exits]:
-        src = rtl.out_dir / f"{block.module}.v"
-        per_block[block.name] = synthesize(library + [src], block.module, board.family).as_dict()
-    total: SynthResult = synthesize(list(rtl.sources), rtl.top, board.family)
-    used = Resources(LUT=total.LUT, FF=total.FF, BRAM18=total.BRAM18, DSP=total.DSP)
-    overruns = used.overruns(board.budget)
-    return {**total.as_dict(), "per_block": per_block, "fits": not overruns,
-            "overruns": [str(o) for o in overruns]}
+    jobs = {}
+    for name, rtl in designs.items():
+        for block in list(rtl.plan.blocks) + [rtl.plan.heads[k] for k in rtl.plan.exits]:
+            jobs[name, block.name] = (library + [rtl.out_dir / f"{block.module}.v"], block.module)
+        jobs[name, None] = (list(rtl.sources), rtl.top)
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        futures = {key: pool.submit(synthesize, files, top, board.family)
+                   for key, (files, top) in sorted(jobs.items(), key=lambda kv: kv[0][1] is not None)}
+        done: dict = {key: f.result() for key, f in futures.items()}
+    out = {}
+    for name in designs:
+        total: SynthResult = done[name, None]
+        used = Resources(LUT=total.LUT, FF=total.FF, BRAM18=total.BRAM18, DSP=total.DSP)
+        overruns = used.overruns(board.budget)
+        per_block = {block: r.as_dict() for (n, block), r in done.items() if n == name and block is not None}
+        out[name] = {**total.as_dict(), "per_block": per_block, "fits": not overruns,
+                     "overruns": [str(o) for o in overruns]}
+    return out

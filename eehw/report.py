@@ -98,6 +98,9 @@ def to_markdown(report: dict) -> str:
         exited = "-" if e["exited_accuracy"] is None else f"{e['exited_accuracy'] * 100:.2f} %"
         lines.append(f"| {k} | {e['position']} | {e.get('head') or '-'} | {e['policy']} | {thr} | {e['exit_rate'] * 100:.2f} % | {exited} | "
                      f"{e['accuracy'] * 100:.2f} % |")
+    for e in report.get("dropped_exits", []):
+        lines.append(f"\nExit after block {e['position']} ({e['head']}) not built: {e['reason']}"
+                     + (f" ({e['val_exit_rate'] * 100:.2f} %)." if e.get("val_exit_rate") is not None else "."))
     lines += ["", "## Resources per block (Yosys, out of context)", "", "| block | LUT | FF | CARRY4 | DSP | BRAM18 |",
               "|---|---:|---:|---:|---:|---:|"]
     for name, r in report["resources"]["per_block"].items():

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from eehw import flow
+
 
 def _eehw(*args, cwd=None):
     # The whole cold flow takes about 4 minutes on an idle 2-core machine; the timeout only
@@ -56,6 +58,14 @@ def test_synth_runs_the_whole_flow_and_writes_the_reports():
         assert key in report["resources"]
     assert report["resources"]["LUT"] > 0 and report["fits"] is True
     assert {"position", "policy", "threshold", "exit_rate", "accuracy"} <= set(report["exits"][0])
+    # Exits no validation sample uses are not built, and the report says so.
+    with open(os.path.join(out_dir, "evaluation.json")) as f:
+        unused = {e["position"] for e in json.load(f)["exits"][:-1]
+                  if e["threshold"] is None or e["val_exit_rate"] < flow.MIN_EXIT_RATE}
+    assert unused and {e["position"] for e in report["dropped_exits"]} == unused
+    assert not unused & {e["position"] for e in report["exits"]}
+    assert all("validation samples" in line or "disabled" in line
+               for line in open(os.path.join(out_dir, "report.md")).read().splitlines() if "not built" in line)
     html = open(os.path.join(out_dir, "report.html")).read()
     assert "data:image/png;base64," in html and "<table>" in html
     # The HLS path ran too: every block and head an hls4ml project, the chained C-sim bit-exact on
