@@ -43,6 +43,7 @@ import numpy as np
 from eehw.board import Board
 from eehw.cache import code_hash, discard, read_checked, store_checked
 from eehw.characterise import RESOURCE_KEYS, Characterisation, gate_depth_bucket
+from eehw.artefacts import ExitChoice
 from eehw.errors import EehwError
 from eehw.head_variants import assembled_golden, own_heads, train_alternatives
 from eehw.paths import cache_dir
@@ -581,23 +582,32 @@ def baseline_ratios(result: SearchResult, ceiling: bool = True) -> dict:
 
 
 def validate_job(golden, name: str, exits: list[int], params: PolicyParams, thresholds: list, folding: dict,
-                 max_simd: int, max_pe: int, x_test: np.ndarray, out_dir: str, family: str) -> dict:
-    """Generate the design, simulate it on the whole test set and synthesise its top."""
+                 max_simd: int, max_pe: int, x_test: np.ndarray, family: str) -> dict:
+    """Generate the design, simulate it on the whole test set and synthesise its top, in a
+    temporary folder of the worker's: the generated files come back in ``files`` (name ->
+    bytes) for the client to write (``write_design_files``), so a Dask worker on another
+    machine needs no folder shared with the client."""
+    import tempfile
+
     from eehw.hwplan import Folding, plan_design
     from eehw.measure import enforce, run_design
     from eehw.rtl import generate
     from eehw.synth import synthesize
 
     plan = plan_design(golden, name, list(exits[:-1]), {k: Folding(*v) for k, v in folding.items()}, max_simd, max_pe)
-    rtl = generate(plan, params, Path(out_dir), golden.exits)
-    start = time.perf_counter()
-    m = run_design(golden, rtl, params, x_test, list(thresholds), workers=1)  # the pool runs jobs in parallel
-    enforce(name, m, rtl)  # a validated design that is not bit-exact or breaks its bound stops the search
-    sim_s = time.perf_counter() - start
-    start = time.perf_counter()
-    syn = synthesize(list(rtl.sources), rtl.top, family).as_dict()
+    with tempfile.TemporaryDirectory(prefix="eehw-validate-") as tmp:
+        rtl = generate(plan, params, Path(tmp), golden.exits)
+        start = time.perf_counter()
+        m = run_design(golden, rtl, params, x_test, list(thresholds), workers=1)  # the pool runs jobs in parallel
+        enforce(name, m, rtl)  # a validated design that is not bit-exact or breaks its bound stops the search
+        sim_s = time.perf_counter() - start
+        start = time.perf_counter()
+        syn = synthesize(list(rtl.sources), rtl.top, family).as_dict()
+        syn_s = time.perf_counter() - start
+        files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+        workdir = str(Path(tmp).resolve())
     return {
-        "top": rtl.top, "rtl_dir": out_dir, "latency_bound": rtl.latency_bound,
+        "top": rtl.top, "latency_bound": rtl.latency_bound, "files": files, "worker_dir": workdir,
         "bit_exact": m["bit_exact"], "latency_cycles": m["latency_cycles"],
         "latency_cycles_raw": np.asarray(m["latency_cycles_raw"]).tolist(),
         "worst_case_latency_cycles": m["worst_case_latency_cycles"],
@@ -606,8 +616,21 @@ def validate_job(golden, name: str, exits: list[int], params: PolicyParams, thre
         "exit_rates": [float(x) for x in np.bincount(np.asarray(m["exit_index"])[np.asarray(m["exit_index"]) >= 0],
                                                      minlength=len(exits)) / len(x_test)],
         "resources": {k: syn[k] for k in RESOURCE_KEYS},
-        "simulation_seconds": sim_s, "synthesis_seconds": time.perf_counter() - start,
+        "simulation_seconds": sim_s, "synthesis_seconds": syn_s,
     }
+
+
+def write_design_files(measured: dict, out_dir: Path) -> None:
+    """Write a validated design's files (``validate_job``'s ``files``) into ``out_dir`` and
+    record it as the design's ``rtl_dir``. The Verilog names its weight memories by the
+    worker's absolute path; those paths are rewritten to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    worker = measured.pop("worker_dir").encode()
+    for name, data in measured.pop("files").items():
+        if name.endswith(".v"):
+            data = data.replace(worker, str(out_dir.resolve()).encode())
+        (out_dir / name).write_bytes(data)
+    measured["rtl_dir"] = str(out_dir)
 
 
 def _err(pred: float, meas: float) -> float | None:
@@ -713,15 +736,14 @@ def run(config, board: str = "pynq-z2", *, constraints: Constraints | None = Non
             heads = dict(zip(des["exits"], des["heads"]))
             params = result.configs[int(result.table["config"][i])].params
             jobs.append((i, (assembled_golden(choices, heads), f"{cfg.name}_dse_{i}", des["exits"], params,
-                             des["thresholds"],
-                             des["folding"], hw.max_simd, hw.max_pe, d.data.x_test, str(out_dir / "designs" / ident),
-                             brd.family)))
+                             des["thresholds"], des["folding"], hw.max_simd, hw.max_pe, d.data.x_test, brd.family)))
         t0 = time.perf_counter()
         with progress() as bar:
             task = bar.add_task(f"validating {len(jobs)} designs (simulate + synthesise)", total=len(jobs))
             measured = run_jobs(pool, validate_job, jobs, on_done=lambda k, r: bar.update(task, advance=1))
         seconds["validation"] = time.perf_counter() - t0
     for i, des in designs.items():
+        write_design_files(measured[i], out_dir / "designs" / des["id"])
         des["measured"] = measured[i]
         des["errors"] = compare_predicted(des, measured[i])
     chosen = designs[picks[0]]
@@ -770,13 +792,11 @@ def run(config, board: str = "pynq-z2", *, constraints: Constraints | None = Non
         "pareto": [_point(result, i) for i in result.pareto[:500]],
         "seconds": seconds,
     }
-    chosen_params = result.configs[int(result.table["config"][picks[0]])].params
-    chosen_file = {"config": cfg.name, "board": brd.name, "training_hash": cfg.training_hash(),
-                   "exits": chosen["exits"], "heads": chosen["heads"], "thresholds": chosen["thresholds"],
-                   "folding": chosen["folding"], "baseline_folding": baseline["folding"],
-                   "policy": {"name": chosen["policy"], "shifts": list(chosen_params.shifts)
-                              if chosen_params.shifts else None, "frac_bits": chosen_params.frac_bits}}
-    (out_dir / "chosen.json").write_text(json.dumps(chosen_file, indent=2))
+    ExitChoice(config=cfg.name, board=brd.name, training_hash=cfg.training_hash(), exits=tuple(chosen["exits"]),
+               heads=tuple(chosen["heads"]), policy=result.configs[int(result.table["config"][picks[0]])].params,
+               thresholds=tuple(chosen["thresholds"]),
+               folding={k: tuple(v) for k, v in chosen["folding"].items()},
+               baseline_folding={k: tuple(v) for k, v in baseline["folding"].items()}).save(out_dir / "chosen.json")
     report["paths"] = [str(p) for p in write_reports(report, out_dir, result)]
     return report
 

@@ -35,7 +35,7 @@ class Design:
     rtl: dict = field(default_factory=dict)  # "early_exit" / "baseline" -> RtlDesign
     measured: dict = field(default_factory=dict)  # same keys -> simulation and synthesis figures
     hls: dict | None = None  # hls4ml projects, C-sim chain check, multi-exit top, vendor figures
-    dse_choice: dict | None = None  # what `eehw dse` chose for this config, board and weights, if anything
+    dse_choice: object = None  # the ExitChoice `eehw dse` made for this config, board and weights, if any
     report_paths: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     report: dict | None = None
@@ -87,20 +87,17 @@ def step_evaluate(d: Design) -> None:
                                 f"{first['sample']} at exit {first['exit']}")
 
 
-def _load_dse_choice(d: Design) -> dict | None:
-    """The design `eehw dse` chose for this config, board and trained weights, if any."""
+def _load_dse_choice(d: Design):
+    """The ExitChoice `eehw dse` made for this config, board and trained weights, if any."""
+    from eehw.artefacts import ExitChoice
+
     if d.board is None:
         return None
     path = d.out_dir / "dse" / "chosen.json"
     if not path.exists():
         return None
-    try:
-        choice = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise EehwError(f"{path} cannot be read ({type(exc).__name__}); rerun `eehw dse` or delete it") from None
-    if not isinstance(choice, dict):
-        raise EehwError(f"{path} is not a DSE choice (a JSON object expected); rerun `eehw dse` or delete it")
-    if choice.get("training_hash") != d.cfg.training_hash() or choice.get("board") != d.board.name:
+    choice = ExitChoice.load(path)
+    if choice.training_hash != d.cfg.training_hash() or choice.board != d.board.name:
         return None
     return choice
 
@@ -109,17 +106,19 @@ def _chosen_heads(d: Design) -> dict[int, str]:
     """Head types the DSE chose that differ from the config's (exit position -> type)."""
     from eehw.head_variants import own_heads
 
-    if not d.dse_choice or not d.dse_choice.get("heads"):
+    if not d.dse_choice:
         return {}
     own = own_heads(d.cfg)
-    return {p: h for p, h in zip(d.dse_choice["exits"], d.dse_choice["heads"]) if h != own.get(p)}
+    return {p: h for p, h in zip(d.dse_choice.exits, d.dse_choice.heads) if h != own.get(p)}
 
 
 def design_policy(d: Design):
     """The decision policy the built design runs: the DSE's choice, else the evaluation's."""
     from eehw.policies import PolicyParams
 
-    pol = d.dse_choice["policy"] if d.dse_choice else d.evaluation["policy"]
+    if d.dse_choice:
+        return d.dse_choice.policy
+    pol = d.evaluation["policy"]
     return PolicyParams(pol["name"], temperatures=pol.get("temperatures"), shifts=pol["shifts"],
                         frac_bits=pol["frac_bits"])
 
@@ -133,7 +132,7 @@ def _early_exit_choice(d: Design) -> tuple[list[int], list[int | None]]:
     """The early exits to build and their register values: the DSE's choice if any, else
     those the thresholds enable that at least MIN_EXIT_RATE of validation samples use."""
     if d.dse_choice:
-        return d.dse_choice["exits"][:-1], d.dse_choice["thresholds"]
+        return list(d.dse_choice.exits[:-1]), list(d.dse_choice.thresholds)
     kept = [e for e in d.evaluation["exits"][:-1] if e not in dropped_exits(d)]
     return [e["position"] for e in kept], [e["threshold"] for e in kept]
 
@@ -155,8 +154,8 @@ def step_rtl(d: Design) -> None:
     choice = d.dse_choice
     base_foldings = foldings
     if choice:  # `eehw dse` chose every layer's folding for this board, and the baseline's at its best
-        foldings = {name: Folding(*lanes) for name, lanes in choice["folding"].items()}
-        base_foldings = {name: Folding(*lanes) for name, lanes in choice.get("baseline_folding", {}).items()}
+        foldings = {name: Folding(*lanes) for name, lanes in choice.folding.items()}
+        base_foldings = {name: Folding(*lanes) for name, lanes in choice.baseline_folding.items()}
     positions, _ = _early_exit_choice(d)
     params = design_policy(d)
     for kind, exits in (("early_exit", positions), ("baseline", [])):
@@ -219,6 +218,8 @@ def step_synthesise(d: Design) -> None:
 
     for kind, figures in resources_of(d.rtl, d.board).items():
         d.measured[kind]["resources"] = figures
+        if figures["timing"]["warning"]:
+            print(f"eehw: warning: {kind.replace('_', '-')} design: {figures['timing']['warning']}")
 
 
 def step_report(d: Design) -> None:
@@ -267,8 +268,15 @@ def step_report(d: Design) -> None:
         "seconds_per_step": d.seconds,
     }
     latencies = {"early exit": ee["latency_cycles_raw"], "baseline": base["latency_cycles_raw"]}
+    report["status"] = "ok" if ee["resources"]["fits"] else "over budget"
     d.report_paths = write_reports(report, d.out_dir, latencies)
     d.report = report
+    if not ee["resources"]["fits"]:
+        # The figures stay in the report (they say what to fold); the run is not a design to deploy.
+        raise EehwError(f"{d.cfg.name}: the early-exit design does not fit {d.board.name} "
+                        f"({'; '.join(ee['resources']['overruns'])}); see {d.report_paths[1]}. Run "
+                        f"`eehw dse {d.cfg.name} --board {d.board.name}` to fold it within the board, or lower "
+                        f"hardware.max_simd / max_pe")
 
 
 STEPS: list[tuple[str, Callable[[Design], None]]] = [

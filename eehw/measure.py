@@ -10,6 +10,7 @@ import numpy as np
 
 from eehw.board import Board, Resources
 from eehw.errors import VerificationError
+from eehw.fmax import critical_path, timing_summary
 from eehw.golden import GoldenModel
 from eehw.policies import PolicyParams, decide
 from eehw.rtl import BLOCK_LIBRARY, RtlDesign, hdl_dir
@@ -144,14 +145,16 @@ def enforce(kind: str, measured: dict, rtl: RtlDesign) -> None:
                                        f"the final exit) exceeds the stated bound {bound}")
 
 
-def resources(rtl: RtlDesign, board: Board, workers: int | None = None) -> dict:
+def resources(rtl: RtlDesign, board: Board, workers: int | None = None, timing: bool = False) -> dict:
     """Yosys counts per block and head (out of context) and for the whole top."""
-    return resources_of({"design": rtl}, board, workers)["design"]
+    return resources_of({"design": rtl}, board, workers, timing)["design"]
 
 
-def resources_of(designs: dict[str, RtlDesign], board: Board, workers: int | None = None) -> dict[str, dict]:
+def resources_of(designs: dict[str, RtlDesign], board: Board, workers: int | None = None,
+                 timing: bool = True) -> dict[str, dict]:
     """``resources`` of several designs, the Yosys runs (one process each, cached by content)
-    spread over ``workers`` threads (default: one per core), the largest first."""
+    spread over ``workers`` threads (default: one per core), the largest first; with ``timing``
+    also each top's estimated critical path (eehw.fmax)."""
     library = [hdl_dir() / name for name in BLOCK_LIBRARY]
     jobs = {}
     for name, rtl in designs.items():
@@ -159,9 +162,12 @@ def resources_of(designs: dict[str, RtlDesign], board: Board, workers: int | Non
             jobs[name, block.name] = (library + [rtl.out_dir / f"{block.module}.v"], block.module)
         jobs[name, None] = (list(rtl.sources), rtl.top)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        paths = {name: pool.submit(critical_path, list(rtl.sources), rtl.top, board.family)
+                 for name, rtl in designs.items()} if timing else {}
         futures = {key: pool.submit(synthesize, files, top, board.family)
                    for key, (files, top) in sorted(jobs.items(), key=lambda kv: kv[0][1] is not None)}
         done: dict = {key: f.result() for key, f in futures.items()}
+        paths = {name: f.result() for name, f in paths.items()}
     out = {}
     for name in designs:
         total: SynthResult = done[name, None]
@@ -170,4 +176,6 @@ def resources_of(designs: dict[str, RtlDesign], board: Board, workers: int | Non
         per_block = {block: r.as_dict() for (n, block), r in done.items() if n == name and block is not None}
         out[name] = {**total.as_dict(), "per_block": per_block, "fits": not overruns,
                      "overruns": [str(o) for o in overruns]}
+        if name in paths:
+            out[name]["timing"] = timing_summary(paths[name], board.clock_mhz)
     return out

@@ -74,12 +74,19 @@ def _rows(report: dict) -> list[tuple[str, str, str, str]]:
     ]
     for key in ("LUT", "FF", "DSP", "BRAM18"):
         rows.append((key, fmt(res[key]), fmt(bres[key]), ratio(res[key], bres[key])))
+    t, bt = res.get("timing"), bres.get("timing")
+    if t and bt:
+        rows.append(("logic-only critical path (ns, estimated)", fmt(t["critical_path_ns"], "{:.2f}"),
+                     fmt(bt["critical_path_ns"], "{:.2f}"), ratio(t["critical_path_ns"], bt["critical_path_ns"])))
+        rows.append((f"estimated Fmax, logic only (MHz; board {t['clock_mhz']:g})",
+                     fmt(t["fmax_mhz_logic_only"], "{:.0f}"), fmt(bt["fmax_mhz_logic_only"], "{:.0f}"), ""))
     return rows
 
 
 def to_markdown(report: dict) -> str:
     lines = [
-        f"# {report['design']} on {report['board']} ({report['part']}, {report['clock_mhz']:g} MHz)",
+        f"# {report['design']} on {report['board']} ({report['part']}, {report['clock_mhz']:g} MHz)"
+        + ("" if report["fits"] else ": OVER BUDGET, not a design to deploy"),
         "",
         f"Dataset {report['dataset']}, {report['bit_exact']['samples']} test samples simulated; "
         f"{report['bit_exact']['mismatches']} mismatches against the golden model "
@@ -98,6 +105,10 @@ def to_markdown(report: dict) -> str:
         exited = "-" if e["exited_accuracy"] is None else f"{e['exited_accuracy'] * 100:.2f} %"
         lines.append(f"| {k} | {e['position']} | {e.get('head') or '-'} | {e['policy']} | {thr} | {e['exit_rate'] * 100:.2f} % | {exited} | "
                      f"{e['accuracy'] * 100:.2f} % |")
+    for kind, r in (("Early-exit design", report["resources"]), ("Baseline", report["baseline"]["resources"])):
+        if r.get("timing", {}).get("warning"):
+            lines.append(f"\n**Timing:** {kind}: {r['timing']['warning']} (critical path from {r['timing']['from']} "
+                         f"to {r['timing']['to']}; {r['timing']['method']}).")
     for e in report.get("dropped_exits", []):
         lines.append(f"\nExit after block {e['position']} ({e['head']}) not built: {e['reason']}"
                      + (f" ({e['val_exit_rate'] * 100:.2f} %)." if e.get("val_exit_rate") is not None else "."))

@@ -116,3 +116,21 @@ def test_hls_csim_mismatch_stops_the_flow(config, monkeypatch, capsys):
     line = _synth_fails(config, capsys)
     assert "hls4ml C-sim: differs from the golden model (heads.1: 1 samples); first: test sample 3 at heads.1" in line
     assert _report()[0]["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_a_design_over_the_board_budget_stops_the_flow_with_its_report(config, tmp_path, capsys, without_hls):
+    board = tmp_path / "tiny_board.yaml"
+    board.write_text("name: tiny_board\npart: xc7z007sclg225-1\nfamily: xc7\nclock_mhz: 100\n"
+                     "budget: {LUT: 500, FF: 1000000, BRAM18: 100, DSP: 100}\nshell: {type: zynq7}\n"
+                     "description: a board too small for the design\n")
+    assert cli.main(["synth", str(config), "--board", str(board)]) == 2
+    out = capsys.readouterr()
+    lines = [line for line in (out.err + out.out).splitlines() if line.startswith("eehw: error")]
+    assert len(lines) == 1 and "does not fit tiny_board (LUT over by" in lines[0] and "eehw dse" in lines[0]
+    from eehw.paths import build_dir
+
+    folder = build_dir() / "tiny_board" / "tiny_enforce"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["status"] == "over budget" and report["fits"] is False and report["resources"]["LUT"] > 500
+    assert "OVER BUDGET" in (folder / "report.md").read_text().splitlines()[0]

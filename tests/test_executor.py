@@ -63,3 +63,39 @@ def test_search_on_dask_equals_the_local_run(cluster, tiny_dse_config):
         np.testing.assert_array_equal(r_dask.table[key], r_local.table[key])
     np.testing.assert_array_equal(r_dask.ranked, r_local.ranked)
     np.testing.assert_array_equal(r_dask.pareto, r_local.pareto)
+
+
+@pytest.mark.slow
+def test_validation_on_process_workers_needs_no_shared_folder(tiny_dse_config, tmp_path):
+    """Workers in processes of their own, each in its own working directory with its own cache
+    and build folders: the validated designs' files still land in the client's build folder."""
+    import os
+
+    from eehw.paths import build_dir
+
+    config = tmp_path / "tiny_dse_dask.yaml"
+    config.write_text(tiny_dse_config.read_text().replace("name: tiny_dse", "name: tiny_dse_dask"))
+    worker = tmp_path / "worker"
+    env = {"EEHW_CACHE_DIR": str(worker / "cache"), "EEHW_BUILD_DIR": str(worker / "build")}
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  local_directory=str(worker / "dask"), env=env) as cluster, \
+            distributed.Client(cluster) as client:
+        (worker / "cwd").mkdir(parents=True)
+        client.run(os.chdir, str(worker / "cwd"))
+        assert set(client.run(os.getcwd).values()) == {str(worker / "cwd")}
+        report = dse.run(config, "pynq-z2", policies=("margin",), scheduler=cluster, validate=1,
+                         validate_ratio_designs=False)
+    client_designs = (build_dir() / "pynq-z2" / "tiny_dse_dask" / "dse" / "designs").resolve()
+    assert len(report["validated"]) >= 2  # the chosen design and the baseline
+    for des in report["validated"]:
+        rtl_dir = os.path.realpath(des["measured"]["rtl_dir"])
+        assert rtl_dir.startswith(str(client_designs)), rtl_dir
+        top = open(os.path.join(rtl_dir, des["measured"]["top"] + ".v")).read()
+        sources = [f for f in os.listdir(rtl_dir) if f.endswith(".v")]
+        texts = "".join(open(os.path.join(rtl_dir, f)).read() for f in sources)
+        assert top and ".mem" in texts and "eehw-validate-" not in texts  # memories named where they are now
+        for mem in (p for p in texts.split('"') if p.endswith(".mem")):
+            assert os.path.isfile(mem) and os.path.realpath(mem).startswith(str(client_designs))
+    # The worker wrote nothing into the client's folders, and nothing outside its own but caches.
+    assert not list((worker / "build").glob("**/designs")) if (worker / "build").exists() else True
+    assert (worker / "cache" / "yosys").is_dir()  # it did the synthesis, in its own cache

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from eehw import dse, flow
+from eehw.artefacts import ExitChoice
 from eehw.characterise import characterise
 from eehw.export import brevitas_int_logits, export_golden
 from eehw.head_variants import assemble, assembled_golden, train_alternatives
 from eehw.hwplan import plan_design
-from eehw.policies import decide
+from eehw.policies import PolicyParams, decide
 from eehw.rtl import generate
 
 TINY_CNN = """
@@ -137,10 +138,9 @@ def test_flow_builds_the_chosen_head_bit_exact(tiny):
     path, d, choices = tiny
     out = dse.dse_dir("pynq-z2", d.cfg.name)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "chosen.json").write_text(json.dumps({
-        "config": d.cfg.name, "board": "pynq-z2", "training_hash": d.cfg.training_hash(), "exits": [0, 1],
-        "heads": ["conv_pool_linear", "linear"], "thresholds": [0], "folding": {}, "baseline_folding": {},
-        "policy": {"name": "margin", "shifts": None, "frac_bits": 8}}))
+    ExitChoice(config=d.cfg.name, board="pynq-z2", training_hash=d.cfg.training_hash(), exits=(0, 1),
+               heads=("conv_pool_linear", "linear"), policy=PolicyParams("margin"), thresholds=(0,),
+               folding={}).save(out / "chosen.json")
     try:
         run = flow.run(path, board="pynq-z2", stop_after="simulate")
     finally:

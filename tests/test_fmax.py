@@ -1,0 +1,39 @@
+"""The timing estimate (eehw.fmax): Yosys sta on two small registered circuits whose logic depth
+is known by construction, and the warning rule computed by hand."""
+
+import pytest
+
+from eehw.fmax import critical_path, timing_summary
+
+CIRCUIT = """
+module {name} (input wire clk, input wire [{w}:0] a, output reg q);
+  reg [{w}:0] r;
+  always @(posedge clk) begin
+    r <= a;
+    q <= {expr};
+  end
+endmodule
+"""
+
+
+@pytest.mark.slow
+def test_a_deeper_circuit_has_the_longer_estimated_path(tmp_path):
+    # One register bit to another: a wire; 256 bits XOR-reduced: at least log6(256) = 4 LUT levels.
+    wire = tmp_path / "wire.v"
+    wire.write_text(CIRCUIT.format(name="wire_path", w=0, expr="r[0]"))
+    deep = tmp_path / "deep.v"
+    deep.write_text(CIRCUIT.format(name="deep_path", w=255, expr="^r"))
+    short = critical_path([wire], "wire_path")
+    long = critical_path([deep], "deep_path")
+    assert 0 < short["ns"] < long["ns"] < 10
+    assert "FDRE" in long["from"] and "FDRE.D" in long["to"]
+    assert critical_path([deep], "deep_path") == long  # cached
+
+
+def test_warning_above_sixty_percent_of_the_period():
+    path = {"ns": 6.5, "from": "a", "to": "b"}
+    t = timing_summary(path, 100.0)  # period 10 ns: 65 % > 60 %
+    assert t["warning"] and "6.50 ns of the 10.00 ns period" in t["warning"]
+    assert t["fmax_mhz_logic_only"] == pytest.approx(1000 / 6.5)
+    assert timing_summary({**path, "ns": 5.9}, 100.0)["warning"] is None
+    assert timing_summary({**path, "ns": 5.9}, 200.0)["warning"]  # 5 ns period
