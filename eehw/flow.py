@@ -146,11 +146,15 @@ def dropped_exits(d: Design) -> list[dict]:
 
 
 def step_rtl(d: Design) -> None:
-    from eehw.hwplan import Folding, MemStyle, plan_design
+    from eehw.hwplan import Folding, MemStyle, paced_foldings, plan_design
     from eehw.rtl import generate
 
     hw = d.cfg.hardware
+    mem_styles = {layer: MemStyle(style) for layer, style in hw.memory}
+    # Without a DSE choice: every layer at the first block's pace, unless the config folds it.
     foldings = {name: Folding(simd, pe) for name, simd, pe in hw.folding}
+    plan_design(d.golden, d.cfg.name, [], foldings, hw.max_simd, hw.max_pe, mem_styles)  # refuses unknown names
+    foldings = {**paced_foldings(d.golden, hw.max_simd, hw.max_pe, mem_styles), **foldings}
     choice = d.dse_choice
     base_foldings = foldings
     if choice:  # `eehw dse` chose every layer's folding for this board, and the baseline's at its best
@@ -161,7 +165,7 @@ def step_rtl(d: Design) -> None:
     for kind, exits in (("early_exit", positions), ("baseline", [])):
         name = d.cfg.name if kind == "early_exit" else f"{d.cfg.name}_baseline"
         plan = plan_design(d.golden, name, exits, foldings if kind == "early_exit" else base_foldings,
-                           hw.max_simd, hw.max_pe, {layer: MemStyle(style) for layer, style in hw.memory})
+                           hw.max_simd, hw.max_pe, mem_styles)
         d.rtl[kind] = generate(plan, params, d.out_dir / ("rtl" if kind == "early_exit" else "rtl_baseline"),
                                d.golden.exits)
 

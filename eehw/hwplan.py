@@ -545,6 +545,34 @@ def plan_block(block: IntBlock, fmt_in: ElemFormat | None, foldings: dict[str, F
                    beat, n // beat, bits, signed, ElemFormat(exp, bits, signed, lo, hi))
 
 
+def paced_foldings(golden: GoldenModel, max_simd: int, max_pe: int,
+                   mem_styles: dict[str, MemStyle] | None = None) -> dict[str, Folding]:
+    """Every weighted layer's fewest lanes (SIMD x PE within the limits) that keep its block at
+    the pace of the slowest backbone block at its widest (the first block reads the input one
+    pixel a beat, a later one may be bound by the lane limits): no block needs to be faster, and
+    a wider one spends LUTs on lanes that wait (FINN's SetFolding to a target cycle count).
+    Ties go to the wider SIMD (fewer, wider weight-memory words)."""
+    widest = plan_design(golden, "paced", None, {}, max_simd, max_pe, mem_styles)
+    target = max(b.ii for b in widest.blocks)
+    chosen: dict[str, Folding] = {}
+    parts = [(b, widest.blocks[k - 1].out_format if k else None) for k, b in enumerate(golden.blocks)]
+    parts += [(golden.heads[k], widest.blocks[k].out_format) for k in golden.exits]
+    for part, fmt in parts:
+        for op in part.ops:
+            if not isinstance(op, (Dense, Conv)):
+                continue
+            n_in, n_out = int(np.prod(op.weight.shape[1:])), op.weight.shape[0]
+            options = sorted((Folding(s, p) for s in range(1, min(n_in, max_simd) + 1) if n_in % s == 0
+                              for p in range(1, min(n_out, max_pe) + 1) if n_out % p == 0),
+                             key=lambda f: (f.simd * f.pe, -f.simd))
+            for folding in options:
+                trial = plan_block(part, fmt, {**chosen, op.name: folding}, max_simd, max_pe, mem_styles)
+                if trial.ii <= target:
+                    chosen[op.name] = folding
+                    break
+    return chosen
+
+
 @dataclass(frozen=True)
 class DesignPlan:
     """A whole early-exit design: backbone blocks, the exits kept, and their decision units."""

@@ -14,18 +14,21 @@ them with the golden model.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 import numpy as np
 
+from eehw.cache import discard, read_checked, store_checked
 from eehw.errors import EehwError
 from eehw.paths import cache_dir, shipped
 from eehw.rtl import RtlDesign
@@ -304,6 +307,12 @@ def simulate(rtl: RtlDesign, x_int: np.ndarray, thresholds: list[int | None], *,
                stall_thr=_probability("stall_p", stall_p), one_at_a_time=int(one_at_a_time),
                idle_limit=min(int(idle_limit), (1 << 32) - 1), max_cycles=(1 << 63) - 1)
     build_dir = build_wrapper(rtl, inject, quick)
+    # The same build on the same stimulus gives the same cycles: a warm flow reads the result.
+    key = hashlib.sha256(json.dumps([build_dir.name, cfg], sort_keys=True).encode() + rows.tobytes()).hexdigest()[:24]
+    cached = cache_dir() / "sim" / f"{rtl.top}-{key}.npz"
+    raw = _cached_run(cached)
+    if raw is not None:
+        return _decode(rtl, raw, total, 0.0)
     with tempfile.TemporaryDirectory(prefix="eehw-sim-") as tmp:
         tmp = Path(tmp)
         _memory_file(tmp / "inputs.hex", rows, rtl.plan.blocks[0].in_w)
@@ -320,7 +329,32 @@ def simulate(rtl: RtlDesign, x_int: np.ndarray, thresholds: list[int | None], *,
     raw = {"in_cycle": in_cycle, "out_cycle": np.array([int(o[0], 16) for o in out], dtype=np.int64),
            "tag": [int(o[1], 16) for o in out], "data": [int(o[2], 16) for o in out],
            "cycles": summary["cycles"], "error": summary["error"], "seconds": summary["seconds"]}
+    _store_run(cached, raw)
     return _decode(rtl, raw, total, wall)
+
+
+def _store_run(path: Path, raw: dict) -> None:
+    buffer = io.BytesIO()
+    # Result words can be wider than 64 bits: kept as hex text.
+    np.savez(buffer, in_cycle=raw["in_cycle"], out_cycle=raw["out_cycle"], tag=np.asarray(raw["tag"], np.int64),
+             data=np.asarray([f"{d:x}" for d in raw["data"]]),
+             scalars=np.asarray([raw["cycles"], int(raw["error"]), raw["seconds"]], np.float64))
+    store_checked(path, buffer.getvalue())
+
+
+def _cached_run(path: Path) -> dict | None:
+    stored = read_checked(path, "simulation result", "simulating again")
+    if stored is None:
+        return None
+    try:
+        with np.load(io.BytesIO(stored)) as z:
+            cycles, error, seconds = z["scalars"].tolist()
+            return {"in_cycle": z["in_cycle"], "out_cycle": z["out_cycle"], "tag": [int(t) for t in z["tag"]],
+                    "data": [int(str(d), 16) for d in z["data"]], "cycles": int(cycles), "error": bool(error),
+                    "seconds": float(seconds)}
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        discard(path, "simulation result", f"was corrupt ({type(exc).__name__})", "simulating again")
+        return None
 
 
 def _simulate_cocotb(rtl: RtlDesign, rows: np.ndarray, total: int, cfg: dict) -> SimResult:
