@@ -222,8 +222,11 @@ def step_synthesise(d: Design) -> None:
 
     for kind, figures in resources_of(d.rtl, d.board).items():
         d.measured[kind]["resources"] = figures
-        if figures["timing"]["warning"]:
-            print(f"eehw: warning: {kind.replace('_', '-')} design: {figures['timing']['warning']}")
+        timing = figures["timing"]
+        if timing.get("unavailable"):
+            print(f"eehw: note: {kind.replace('_', '-')} design: no timing estimate ({timing['unavailable']})")
+        elif timing["warning"]:
+            print(f"eehw: warning: {kind.replace('_', '-')} design: {timing['warning']}")
 
 
 def step_report(d: Design) -> None:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from eehw.board import Board, Resources
-from eehw.errors import VerificationError
+from eehw.errors import EehwError, VerificationError
 from eehw.fmax import critical_path, timing_summary
 from eehw.golden import GoldenModel
 from eehw.policies import PolicyParams, decide
@@ -167,7 +167,7 @@ def resources_of(designs: dict[str, RtlDesign], board: Board, workers: int | Non
         futures = {key: pool.submit(synthesize, files, top, board.family)
                    for key, (files, top) in sorted(jobs.items(), key=lambda kv: kv[0][1] is not None)}
         done: dict = {key: f.result() for key, f in futures.items()}
-        paths = {name: f.result() for name, f in paths.items()}
+        paths = {name: _estimate(f) for name, f in paths.items()}
     out = {}
     for name in designs:
         total: SynthResult = done[name, None]
@@ -176,6 +176,18 @@ def resources_of(designs: dict[str, RtlDesign], board: Board, workers: int | Non
         per_block = {block: r.as_dict() for (n, block), r in done.items() if n == name and block is not None}
         out[name] = {**total.as_dict(), "per_block": per_block, "fits": not overruns,
                      "overruns": [str(o) for o in overruns]}
-        if name in paths:
+        if isinstance(paths.get(name), str):
+            out[name]["timing"] = {"unavailable": paths[name], "warning": None}
+        elif name in paths:
             out[name]["timing"] = timing_summary(paths[name], board.clock_mhz)
     return out
+
+
+def _estimate(future) -> dict | str:
+    """The critical path, or why Yosys could not estimate it: the estimate is a hint next to
+    the measured figures, so its failure (Yosys 0.23's sta aborts on some large netlists) is
+    reported, not fatal."""
+    try:
+        return future.result()
+    except EehwError as exc:
+        return str(exc)

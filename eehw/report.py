@@ -75,7 +75,7 @@ def _rows(report: dict) -> list[tuple[str, str, str, str]]:
     for key in ("LUT", "FF", "DSP", "BRAM18"):
         rows.append((key, fmt(res[key]), fmt(bres[key]), ratio(res[key], bres[key])))
     t, bt = res.get("timing"), bres.get("timing")
-    if t and bt:
+    if t and bt and not t.get("unavailable") and not bt.get("unavailable"):
         rows.append(("logic-only critical path (ns, estimated)", fmt(t["critical_path_ns"], "{:.2f}"),
                      fmt(bt["critical_path_ns"], "{:.2f}"), ratio(t["critical_path_ns"], bt["critical_path_ns"])))
         rows.append((f"estimated Fmax, logic only (MHz; board {t['clock_mhz']:g})",
@@ -106,7 +106,9 @@ def to_markdown(report: dict) -> str:
         lines.append(f"| {k} | {e['position']} | {e.get('head') or '-'} | {e['policy']} | {thr} | {e['exit_rate'] * 100:.2f} % | {exited} | "
                      f"{e['accuracy'] * 100:.2f} % |")
     for kind, r in (("Early-exit design", report["resources"]), ("Baseline", report["baseline"]["resources"])):
-        if r.get("timing", {}).get("warning"):
+        if r.get("timing", {}).get("unavailable"):
+            lines.append(f"\n**Timing:** {kind}: no estimate ({r['timing']['unavailable']}).")
+        elif r.get("timing", {}).get("warning"):
             lines.append(f"\n**Timing:** {kind}: {r['timing']['warning']} (critical path from {r['timing']['from']} "
                          f"to {r['timing']['to']}; {r['timing']['method']}).")
     for e in report.get("dropped_exits", []):

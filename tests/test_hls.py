@@ -299,8 +299,10 @@ def test_hls4ml_default_input_precision_is_refused(digits_mlp, tmp_path, monkeyp
 
 
 def test_bad_settings_are_one_line_errors():
-    with pytest.raises(EehwError, match="reuse_factor"):
+    with pytest.raises(EehwError, match="reuse factors must be positive integers, got 0"):
         HlsSettings(reuse_factor=0)
+    with pytest.raises(EehwError, match="reuse factors must be positive integers, got 2.5"):
+        HlsSettings(reuse_factors=(1, 2.5))
     with pytest.raises(EehwError, match="strategy"):
         HlsSettings(strategy="Fast")
     with pytest.raises(EehwError, match="io_type"):
