@@ -43,6 +43,8 @@ def critical_path(sources: list[Path], top: str, family: str = "xc7") -> dict:
     cached = cache_dir() / "yosys" / f"{top}-sta-{h.hexdigest()[:20]}.json"
     hit = load_json(cached, "timing estimate", "running Yosys sta again", ["ns", "from", "to"])
     if hit is not None:
+        if hit.get("error"):  # the same netlist makes the same Yosys fail: no need to wait for it again
+            raise EehwError(hit["error"])
         return hit
     with tempfile.TemporaryDirectory(prefix="eehw-sta-", dir=_tmp_root()) as tmp:
         log = Path(tmp) / "sta.txt"
@@ -61,7 +63,9 @@ def critical_path(sources: list[Path], top: str, family: str = "xc7") -> dict:
         if proc.returncode != 0 or not match:
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             reason = next((line for line in lines if "ERROR" in line), lines[-1] if lines else "no output")
-            raise EehwError(f"Yosys sta on {top} failed: {reason.strip()}")
+            error = f"Yosys sta on {top} failed: {reason.strip()}"
+            atomic_write_text(cached, json.dumps({"ns": None, "from": None, "to": None, "error": error}))
+            raise EehwError(error)
     steps = [m.groups() for line in text[match.end():].split("\n\n")[0].splitlines()
              if (m := _STEP.match(line)) and not m.group(3).startswith("BUFG")]  # the path after the clock buffer
     result = {"ns": int(match.group(1)) / 1000.0,

@@ -3,6 +3,7 @@ is known by construction, and the warning rule computed by hand."""
 
 import pytest
 
+from eehw.errors import EehwError
 from eehw.fmax import critical_path, timing_summary
 
 CIRCUIT = """
@@ -37,3 +38,17 @@ def test_warning_above_sixty_percent_of_the_period():
     assert t["fmax_mhz_logic_only"] == pytest.approx(1000 / 6.5)
     assert timing_summary({**path, "ns": 5.9}, 100.0)["warning"] is None
     assert timing_summary({**path, "ns": 5.9}, 200.0)["warning"]  # 5 ns period
+
+
+def test_a_failing_estimate_is_one_line_and_remembered(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.v"
+    bad.write_text("module bad_top (input wire clk); this is not verilog\nendmodule\n")
+    with pytest.raises(EehwError, match="Yosys sta on bad_top failed"):
+        critical_path([bad], "bad_top")
+
+    def no_yosys(*args, **kwargs):
+        raise AssertionError("Yosys ran again on a netlist it already failed on")
+
+    monkeypatch.setattr("eehw.fmax.subprocess.run", no_yosys)
+    with pytest.raises(EehwError, match="Yosys sta on bad_top failed"):
+        critical_path([bad], "bad_top")
