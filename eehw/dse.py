@@ -42,7 +42,7 @@ import numpy as np
 
 from eehw.board import Board
 from eehw.cache import code_hash, discard, read_checked, store_checked
-from eehw.characterise import RESOURCE_KEYS, Characterisation, gate_depth_bucket
+from eehw.characterise import RESOURCE_KEYS, Characterisation
 from eehw.artefacts import ExitChoice
 from eehw.errors import EehwError
 from eehw.head_variants import assembled_golden, own_heads, train_alternatives

@@ -3,7 +3,6 @@ DSE choosing among them from cached logits, and the flow building the chosen mix
 compares with an independent path: Brevitas's own forward pass of the source models, the
 generator's stated latency bound, the golden model in the RTL simulation."""
 
-import json
 
 import numpy as np
 import pytest
