@@ -133,7 +133,8 @@ def _early_exit_choice(d: Design) -> tuple[list[int], list[int | None]]:
     those the thresholds enable that at least MIN_EXIT_RATE of validation samples use."""
     if d.dse_choice:
         return list(d.dse_choice.exits[:-1]), list(d.dse_choice.thresholds)
-    kept = [e for e in d.evaluation["exits"][:-1] if e not in dropped_exits(d)]
+    dropped = dropped_exits(d)
+    kept = [e for e in d.evaluation["exits"][:-1] if e not in dropped]
     return [e["position"] for e in kept], [e["threshold"] for e in kept]
 
 
@@ -151,15 +152,14 @@ def step_rtl(d: Design) -> None:
 
     hw = d.cfg.hardware
     mem_styles = {layer: MemStyle(style) for layer, style in hw.memory}
-    # Without a DSE choice: every layer at the first block's pace, unless the config folds it.
     foldings = {name: Folding(simd, pe) for name, simd, pe in hw.folding}
     plan_design(d.golden, d.cfg.name, [], foldings, hw.max_simd, hw.max_pe, mem_styles)  # refuses unknown names
-    foldings = {**paced_foldings(d.golden, hw.max_simd, hw.max_pe, mem_styles), **foldings}
     choice = d.dse_choice
-    base_foldings = foldings
     if choice:  # `eehw dse` chose every layer's folding for this board, and the baseline's at its best
         foldings = {name: Folding(*lanes) for name, lanes in choice.folding.items()}
         base_foldings = {name: Folding(*lanes) for name, lanes in choice.baseline_folding.items()}
+    else:  # every layer at the slowest block's pace, unless the config folds it
+        foldings = base_foldings = {**paced_foldings(d.golden, hw.max_simd, hw.max_pe, mem_styles), **foldings}
     positions, _ = _early_exit_choice(d)
     params = design_policy(d)
     for kind, exits in (("early_exit", positions), ("baseline", [])):

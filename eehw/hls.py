@@ -92,7 +92,7 @@ class FixedType:
 @dataclass(frozen=True)
 class HlsSettings:
     """hls4ml knobs of one block: ``reuse_factor`` and ``strategy`` for every layer, or
-    ``reuse_factors`` per weighted layer (Conv / MatMul, in graph order) as ``from_folding``
+    ``reuse_factors`` per weighted layer (Conv / MatMul, in graph order) as ``settings_from_plan``
     derives them from the RTL's SIMD x PE lanes."""
 
     reuse_factor: int = 1
@@ -123,8 +123,10 @@ def settings_from_plan(golden: GoldenModel, plan, io_type: str = "io_stream") ->
     """Per block and head of ``golden``, the settings that build the folding of ``plan`` (an
     eehw.hwplan DesignPlan): each weighted layer's reuse factor from its MVU's SIMD x PE. A head
     the plan does not keep gets reuse factor 1."""
+    from eehw.hwplan import MvuStage
+
     mvus = {st.name: st for part in (*plan.blocks, *plan.heads.values()) for st in part.stages
-            if type(st).__name__ == "MvuStage"}
+            if isinstance(st, MvuStage)}
     out = {}
     for part in (*golden.blocks, *(golden.heads[k] for k in golden.exits)):
         rfs = tuple(reuse_factor(m.in_n, m.out_n, m.folding.simd, m.folding.pe) if (m := mvus.get(op.name)) else 1
@@ -186,7 +188,8 @@ class HlsBlock:
         return {"name": self.name, "project": str(self.project_dir), "backend": self.backend, "part": self.part,
                 "clock_period_ns": self.clock_period_ns, **asdict(self.settings),
                 "input_precision": self.in_type.hls, "output_precision": self.out_type.hls,
-                "reuse_factors_built": list(self.reuse_factors), "cached": self.cached, "convert_seconds": round(self.convert_seconds, 3),
+                "reuse_factors_built": list(self.reuse_factors), "cached": self.cached,
+                "convert_seconds": round(self.convert_seconds, 3),
                 "compile_seconds": round(self.compile_seconds, 3)}
 
 

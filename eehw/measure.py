@@ -3,13 +3,13 @@ throughput from simulation cycles, resources from synthesis."""
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from eehw.board import Board, Resources
 from eehw.errors import EehwError, VerificationError
+from eehw.executor import default_workers
 from eehw.fmax import critical_path, timing_summary
 from eehw.golden import GoldenModel
 from eehw.policies import PolicyParams, decide
@@ -81,16 +81,14 @@ def run_designs(golden: GoldenModel, designs: dict[str, tuple[RtlDesign, PolicyP
     builds and simulations spread over ``workers`` threads (default: one per core); each
     simulation is a process of its own, so the threads only wait."""
     x_int = golden.quantize_input(x_test)
-    workers = workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
         list(pool.map(build_wrapper, [rtl for rtl, _, _ in designs.values()]))
         runs = {}
         for name, (rtl, _, thresholds) in designs.items():
-            never = [None] * len(thresholds)
             runs[name] = {"stream": pool.submit(simulate, rtl, x_int, thresholds),
                           "isolated": pool.submit(simulate, rtl, x_int, thresholds, one_at_a_time=True)}
             if thresholds:
-                runs[name]["worst"] = pool.submit(simulate, rtl, x_int, never, one_at_a_time=True)
+                runs[name]["worst"] = pool.submit(simulate, rtl, x_int, [None] * len(thresholds), one_at_a_time=True)
         done = {name: {run: f.result() for run, f in futures.items()} for name, futures in runs.items()}
     return {name: _measured(golden, rtl, params, x_test, thresholds, done[name])
             for name, (rtl, params, thresholds) in designs.items()}
@@ -161,7 +159,7 @@ def resources_of(designs: dict[str, RtlDesign], board: Board, workers: int | Non
         for block in list(rtl.plan.blocks) + [rtl.plan.heads[k] for k in rtl.plan.exits]:
             jobs[name, block.name] = (library + [rtl.out_dir / f"{block.module}.v"], block.module)
         jobs[name, None] = (list(rtl.sources), rtl.top)
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
         paths = {name: pool.submit(critical_path, list(rtl.sources), rtl.top, board.family)
                  for name, rtl in designs.items()} if timing else {}
         futures = {key: pool.submit(synthesize, files, top, board.family)
