@@ -177,6 +177,7 @@ def step_hls(d: Design) -> None:
     from eehw import vendor
     from eehw.hls import build_hls_projects, chain_check, settings_from_plan
     from eehw.hls_top import TopDesign, generate, ip_name
+    from eehw.rtl_ip import generate as generate_rtl_ip
 
     # The IPs fold as the simulated RTL does: reuse factors from its SIMD x PE lanes.
     settings = settings_from_plan(d.golden, d.rtl["early_exit"].plan)
@@ -190,6 +191,8 @@ def step_hls(d: Design) -> None:
     _, thresholds = _early_exit_choice(d)
     top = TopDesign.from_golden(d.cfg.name, d.golden, rtl.plan.exits, design_policy(d), rtl.decision, thresholds)
     files = generate(top, d.board, d.out_dir / "hls_top")
+    # The alternative accelerator: the simulated RTL itself, packaged as one IP.
+    rtl_ip = generate_rtl_ip(rtl, top, d.board, d.out_dir / "rtl_ip")
     tools = vendor.detect()
     note = vendor.absence_note(tools)
     if note:
@@ -203,6 +206,7 @@ def step_hls(d: Design) -> None:
     d.hls = {"backend": projects[0].backend, "samples": int(len(d.data.x_test)), "mismatches": mismatches,
              "projects": [p.summary() for p in projects],
              "top": {"tcl": str(files.tcl), "register_map": str(files.register_map), "ips": list(files.ips)},
+             "rtl_top": {"tcl": str(rtl_ip.tcl), "register_map": str(rtl_ip.register_map), "ip": rtl_ip.top},
              "vendor": vendor_figures}
 
 

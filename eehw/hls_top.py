@@ -197,11 +197,7 @@ def _cell(ip: str) -> str:
 
 def generate(design: TopDesign, board: Board, out_dir: Path, jobs: int = 2) -> TopFiles:
     """Write the top's IP sources, their HLS scripts, the block-design Tcl and the register map."""
-    if board.shell.get("type") != "zynq7":
-        raise EehwError(f"board {board.name}: the block-design template supports Zynq-7000 (shell type "
-                        f"zynq7) only, got {board.shell.get('type')!r}")
-    if not board.shell.get("axi_dma", False):
-        raise EehwError(f"board {board.name}: the multi-exit top needs shell.axi_dma: true")
+    check_shell(board)
     fclk = board.shell.get("fclk_mhz", board.clock_mhz)
     out_dir = Path(out_dir)
     top_dir, viv_dir = out_dir / "top", out_dir / "vivado"
@@ -245,17 +241,41 @@ def generate(design: TopDesign, board: Board, out_dir: Path, jobs: int = 2) -> T
             ip=ip, part=board.part, period=round(1000.0 / fclk, 3), source=ip_source.name))
         scripts.append(script)
 
-    cells, fifos, links, lite, clocked = _wiring(design, forks, decisions, buffers)
-    lite = [dict(r, base=f"0x{LITE_BASE + i * LITE_STRIDE:08X}") for i, r in enumerate(lite)]
-    tcl = viv_dir / "eehw_bd.tcl"
-    tcl.write_text(env.get_template("vivado/eehw_bd.tcl.j2").render(
-        d={"name": design.name, "input_word_bits": INPUT_WORD_BITS}, board=board, fclk_mhz=_num(fclk),
-        board_part=board.shell.get("board_part"), cells=cells, fifos=fifos,
-        links=links, lite=lite, clocked=clocked, dma_base=f"0x{DMA_BASE:08X}", jobs=int(jobs)))
-
-    register_map = viv_dir / "register_map.json"
-    register_map.write_text(json.dumps(_register_map(design, board, lite), indent=2) + "\n")
+    cells, fifos, links, registers, clocked = _wiring(design, forks, decisions, buffers)
+    tcl, register_map = write_block_design(viv_dir, design, board, cells, fifos, links, registers, clocked,
+                                           ip_repos=(".. hls", ".. top"), jobs=jobs)
     return TopFiles(tcl, register_map, ip_source, tuple(scripts), tuple(ips))
+
+
+def write_block_design(viv_dir: Path, design: TopDesign, board: Board, cells, fifos, links, registers, clocked, *,
+                       ip_repos, jobs: int, package: dict | None = None) -> tuple[Path, Path]:
+    """``eehw_bd.tcl`` and ``register_map.json`` in ``viv_dir`` for an accelerator of ``cells``:
+    the HLS top's IPs, or the packaged RTL top (``package``: its top and sources, eehw.rtl_ip).
+    ``registers`` (cell, offset, what[, exit]) get the addresses of their cell's 64K segment."""
+    fclk = board.shell.get("fclk_mhz", board.clock_mhz)
+    slaves = []
+    for r in registers:
+        if r["cell"] not in [s["cell"] for s in slaves]:
+            slaves.append({"cell": r["cell"], "base": f"0x{LITE_BASE + len(slaves) * LITE_STRIDE:08X}"})
+    bases = {s["cell"]: s["base"] for s in slaves}
+    tcl = viv_dir / "eehw_bd.tcl"
+    tcl.write_text(jinja_env().get_template("vivado/eehw_bd.tcl.j2").render(
+        d={"name": design.name, "input_word_bits": INPUT_WORD_BITS}, board=board, fclk_mhz=_num(fclk),
+        board_part=board.shell.get("board_part"), cells=cells, fifos=fifos, links=links, lite=slaves,
+        clocked=clocked, dma_base=f"0x{DMA_BASE:08X}", jobs=int(jobs), ip_repos=ip_repos, package=package))
+    register_map = viv_dir / "register_map.json"
+    located = [dict(r, base=bases[r["cell"]]) for r in registers]
+    register_map.write_text(json.dumps(_register_map(design, board, located), indent=2) + "\n")
+    return tcl, register_map
+
+
+def check_shell(board: Board) -> None:
+    """The block-design template's shell: a Zynq-7000 PS with an AXI DMA."""
+    if board.shell.get("type") != "zynq7":
+        raise EehwError(f"board {board.name}: the block-design template supports Zynq-7000 (shell type "
+                        f"zynq7) only, got {board.shell.get('type')!r}")
+    if not board.shell.get("axi_dma", False):
+        raise EehwError(f"board {board.name}: the multi-exit top needs shell.axi_dma: true")
 
 
 def _num(value: float) -> int | float:
@@ -269,7 +289,7 @@ def _fifo_depth(beats: int) -> int:
 
 def _wiring(design: TopDesign, forks, decisions, buffers):
     """Cells, FIFOs, stream links (src, src_port, dst, dst_port; '' = the cell's only AXIS pin),
-    AXI-Lite slaves and clock pins of the block design."""
+    AXI-Lite registers and clock pins of the block design."""
     hls = lambda ip: f"xilinx.com:hls:{ip}:1.0"  # noqa: E731 - Vitis HLS export_design default VLNV
     cells = [{"name": "eehw_input", "vlnv": hls("eehw_input")}]
     cells += [{"name": _cell(b), "vlnv": hls(b)} for b in design.chain]
@@ -315,21 +335,22 @@ def _wiring(design: TopDesign, forks, decisions, buffers):
             tag_source = (f"eehw_buffer{k}", "m_tags")
     link("eehw_merge", "m_out", "axi_dma_0", "S_AXIS_S2MM")
 
-    lite = [{"cell": "eehw_input", "what": "batch_size"}]
-    lite += [{"cell": f"eehw_decision{k}", "what": "exit", "exit": k} for k in range(k_final)]
-    lite.append({"cell": "eehw_merge", "what": "batch_size"})
+    registers = [{"cell": "eehw_input", "offset": REGISTER_OFFSET, "what": "batch_size"}]
+    registers += [{"cell": f"eehw_decision{k}", "offset": REGISTER_OFFSET, "what": "exit", "exit": k}
+                  for k in range(k_final)]
+    registers.append({"cell": "eehw_merge", "offset": REGISTER_OFFSET, "what": "batch_size"})
     clocked = [{"pin": f"{c['name']}/ap_clk"} for c in cells]
     clocked += [{"pin": f"{f['name']}/s_axis_aclk"} for f in fifos]
-    return cells, fifos, links, lite, clocked
+    return cells, fifos, links, registers, clocked
 
 
-def _register_map(design: TopDesign, board: Board, lite) -> dict:
+def _register_map(design: TopDesign, board: Board, located) -> dict:
     """Everything the driver needs to talk to the overlay, in one JSON document."""
     fmt = design.fmt
     registers = []
-    for r in lite:
-        entry = {"cell": r["cell"], "base": r["base"], "offset": f"0x{REGISTER_OFFSET:02X}",
-                 "address": f"0x{int(r['base'], 16) + REGISTER_OFFSET:08X}", "what": r["what"]}
+    for r in located:
+        entry = {"cell": r["cell"], "base": r["base"], "offset": f"0x{r['offset']:02X}",
+                 "address": f"0x{int(r['base'], 16) + r['offset']:08X}", "what": r["what"]}
         if r["what"] == "exit":
             t = design.thresholds[r["exit"]]
             entry.update(exit=r["exit"], threshold_bits=fmt.thr_w, enable_bit=ENABLE_BIT, threshold=t,

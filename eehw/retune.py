@@ -28,6 +28,21 @@ def register_map_path(out_dir: Path) -> Path:
     return out_dir / "hls_top" / "vivado" / "register_map.json"
 
 
+def rtl_register_map_path(out_dir: Path) -> Path:
+    """The RTL-top variant's map (eehw.rtl_ip): same registers, other addresses."""
+    return out_dir / "rtl_ip" / "vivado" / "register_map.json"
+
+
+def _set_exit_registers(regmap: dict, thresholds: list[int | None]) -> list[dict]:
+    """Write each early exit's threshold and register word into a register map; its exit entries."""
+    registers = sorted((r for r in regmap["registers"] if r["what"] == "exit"), key=lambda r: r["exit"])
+    bits = int(regmap["decision"]["threshold_bits"])
+    for r in registers:
+        t = thresholds[r["exit"]]
+        r["threshold"], r["value"] = t, f"0x{register_value(t, r['exit'], bits, int(r['enable_bit'])):08X}"
+    return registers
+
+
 def _target(max_drop_pp: float | None, budget: float | None, exit: int | None) -> tuple[str, dict]:
     given = {k: v for k, v in (("max_drop_pp", max_drop_pp), ("max_cost", budget), ("exit", exit)) if v is not None}
     if len(given) != 1:
@@ -75,11 +90,7 @@ def retune(config: str | Path, board: str, *, max_drop_pp: float | None = None, 
     costs = [golden.exit_costs()[k] for k in keep]
     thresholds = select_thresholds(mode, params, z_val, exps, logits["y_val"], costs, **target)
     thresholds = [None if t is None else int(t) for t in thresholds]
-    registers = [r for r in regmap["registers"] if r["what"] == "exit"]
-    bits = int(dec["threshold_bits"])
-    for r in sorted(registers, key=lambda r: r["exit"]):
-        t = thresholds[r["exit"]]
-        r["threshold"], r["value"] = t, f"0x{register_value(t, r['exit'], bits, int(r['enable_bit'])):08X}"
+    registers = _set_exit_registers(regmap, thresholds)
     exit_index, prediction = decide(params, z_test, exps, thresholds)
     y = logits["y_test"]
     result = {
@@ -98,6 +109,13 @@ def retune(config: str | Path, board: str, *, max_drop_pp: float | None = None, 
     }
     regmap["retuned"] = {"mode": mode, "target": target}
     atomic_write_text(path, json.dumps(regmap, indent=2) + "\n")
+    rtl_path = rtl_register_map_path(d.out_dir)
+    if rtl_path.is_file():  # the RTL-top variant takes the same values at its own addresses
+        rtl_map = json.loads(rtl_path.read_text())
+        result["rtl_registers"] = [{"exit": r["exit"], "address": r["address"], "value": r["value"]}
+                                   for r in _set_exit_registers(rtl_map, thresholds)]
+        rtl_map["retuned"] = regmap["retuned"]
+        atomic_write_text(rtl_path, json.dumps(rtl_map, indent=2) + "\n")
     atomic_write_text(d.out_dir / "retune.json", json.dumps(result, indent=2) + "\n")
     return result
 

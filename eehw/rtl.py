@@ -188,7 +188,8 @@ class RtlDesign:
         return self.decision.dec_w - 1 + exit_w
 
 
-def _env() -> jinja2.Environment:
+def template_env() -> jinja2.Environment:
+    """The templates of rtl_sim/templates, rendered strictly."""
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(shipped("rtl_sim") / "templates")),
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
@@ -245,7 +246,7 @@ def generate(plan: DesignPlan, params: PolicyParams, out_dir: Path, all_exits: l
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    env = _env()
+    env = template_env()
     sources = [hdl_dir() / name for name in LIBRARY]
     missing = [p.name for p in sources if not p.exists()]
     if missing:

@@ -17,7 +17,7 @@ from eehw import flow
 from eehw.errors import EehwError
 from eehw.policies import decide
 from eehw.pynq_driver import RegisterMap
-from eehw.retune import register_map_path, retune
+from eehw.retune import register_map_path, retune, rtl_register_map_path
 from eehw.sim import simulate
 
 CONFIG, BOARD = "digits_mlp", "pynq-z2"
@@ -43,6 +43,7 @@ def test_retuned_registers_drive_the_built_rtl(built, target):
     thresholds = result["thresholds"]
     regmap = RegisterMap.load(register_map_path(d.out_dir))
     assert list(regmap.thresholds) == thresholds
+    assert list(RegisterMap.load(rtl_register_map_path(d.out_dir)).thresholds) == thresholds  # the RTL-IP variant
     for t, (address, reg) in zip(thresholds, zip(regmap.exit_registers, result["registers"])):
         assert int(reg["address"], 16) == address
         assert int(reg["value"], 16) == (0 if t is None else t | 1 << 31)
