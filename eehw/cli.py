@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb == "evaluate":
         design = flow.run(args.config, stop_after="evaluate")
         if args.json:
-            print(json.dumps(design.evaluation, indent=2))
+            print(json.dumps(design.evaluation.to_json(), indent=2))
         else:
             from eehw.evaluate import format_report
 

@@ -582,42 +582,29 @@ def baseline_ratios(result: SearchResult, ceiling: bool = True) -> dict:
 
 
 def validate_job(golden, name: str, exits: list[int], params: PolicyParams, thresholds: list, folding: dict,
-                 max_simd: int, max_pe: int, x_test: np.ndarray, family: str) -> dict:
-    """Generate the design, simulate it on the whole test set and synthesise its top, in a
-    temporary folder of the worker's: the generated files come back in ``files`` (name ->
-    bytes) for the client to write (``write_design_files``), so a Dask worker on another
-    machine needs no folder shared with the client."""
+                 max_simd: int, max_pe: int, x_test: np.ndarray, board) -> dict:
+    """Generate the design and measure it as `eehw synth` does (eehw.measure: every test sample
+    simulated whole and checked against the golden model, the flow's enforcement, Yosys per
+    block and for the top), in a temporary folder of the worker's: the returned dict is the
+    ``Measurement``'s JSON plus the generated files (``files``, name -> bytes) for the client to
+    write (``write_design_files``), so a Dask worker on another machine needs no folder shared
+    with the client."""
     import tempfile
 
     from eehw.hwplan import Folding, plan_design
-    from eehw.measure import enforce, run_design
+    from eehw.measure import enforce, resources, run_design
     from eehw.rtl import generate
-    from eehw.synth import synthesize
 
     plan = plan_design(golden, name, list(exits[:-1]), {k: Folding(*v) for k, v in folding.items()}, max_simd, max_pe)
     with tempfile.TemporaryDirectory(prefix="eehw-validate-") as tmp:
         rtl = generate(plan, params, Path(tmp), golden.exits)
-        start = time.perf_counter()
         m = run_design(golden, rtl, params, x_test, list(thresholds), workers=1)  # the pool runs jobs in parallel
-        enforce(name, m, rtl)  # a validated design that is not bit-exact or breaks its bound stops the search
-        sim_s = time.perf_counter() - start
+        enforce(name, m)  # a validated design that is not bit-exact or breaks its bound stops the search
         start = time.perf_counter()
-        syn = synthesize(list(rtl.sources), rtl.top, family).as_dict()
-        syn_s = time.perf_counter() - start
+        m = m.with_resources(resources(rtl, board, workers=1), time.perf_counter() - start)
         files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
         workdir = str(Path(tmp).resolve())
-    return {
-        "top": rtl.top, "latency_bound": rtl.latency_bound, "files": files, "worker_dir": workdir,
-        "bit_exact": m["bit_exact"], "latency_cycles": m["latency_cycles"],
-        "latency_cycles_raw": np.asarray(m["latency_cycles_raw"]).tolist(),
-        "worst_case_latency_cycles": m["worst_case_latency_cycles"],
-        "throughput_samples_per_cycle": m["throughput_samples_per_cycle"],
-        "exit_index": np.asarray(m["exit_index"]).tolist(),
-        "exit_rates": [float(x) for x in np.bincount(np.asarray(m["exit_index"])[np.asarray(m["exit_index"]) >= 0],
-                                                     minlength=len(exits)) / len(x_test)],
-        "resources": {k: syn[k] for k in RESOURCE_KEYS},
-        "simulation_seconds": sim_s, "synthesis_seconds": syn_s,
-    }
+    return {**m.to_json(), "files": files, "worker_dir": workdir}
 
 
 def write_design_files(measured: dict, out_dir: Path) -> None:
@@ -736,7 +723,7 @@ def run(config, board: str = "pynq-z2", *, constraints: Constraints | None = Non
             heads = dict(zip(des["exits"], des["heads"]))
             params = result.configs[int(result.table["config"][i])].params
             jobs.append((i, (assembled_golden(choices, heads), f"{cfg.name}_dse_{i}", des["exits"], params,
-                             des["thresholds"], des["folding"], hw.max_simd, hw.max_pe, d.data.x_test, brd.family)))
+                             des["thresholds"], des["folding"], hw.max_simd, hw.max_pe, d.data.x_test, brd)))
         t0 = time.perf_counter()
         with progress() as bar:
             task = bar.add_task(f"validating {len(jobs)} designs (simulate + synthesise)", total=len(jobs))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from eehw.artefacts import Evaluation, ExitStats
 from eehw.config import Config
 from eehw.data import Dataset
 from eehw.export import brevitas_int_logits
@@ -36,7 +37,7 @@ def _jsonable(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def evaluate(cfg: Config, data: Dataset, trained: TrainedModel, golden: GoldenModel) -> dict:
+def evaluate(cfg: Config, data: Dataset, trained: TrainedModel, golden: GoldenModel) -> Evaluation:
     exps = golden.logit_exps
     z_val = golden.forward(data.x_val)
     z_test = golden.forward(data.x_test)
@@ -63,67 +64,49 @@ def evaluate(cfg: Config, data: Dataset, trained: TrainedModel, golden: GoldenMo
     # Oracle: each sample leaves at its first correct exit (the final one if none is correct).
     oracle_exit = np.where(correct.any(axis=0), np.argmax(correct, axis=0), len(z_test) - 1)
     overthinking = correct[:-1].any(axis=0) & ~correct[-1]
-    exits = []
-    for k, position in enumerate(golden.exits):
-        leaves = exit_index == k
-        exits.append({
-            "position": position,
-            "head": golden.heads[position].name,
-            "accuracy": float(correct[k].mean()),
-            "exit_rate": float(leaves.mean()),
-            "val_exit_rate": float((val_exit_index == k).mean()),
-            "exited_accuracy": float((prediction[leaves] == y[leaves]).mean()) if leaves.any() else None,
-            "threshold": _jsonable(thresholds[k]) if k < len(thresholds) else None,
-            "cost_ratio": float(costs[k]),
-            "macs_block": golden.blocks[position].macs,
-            "macs_head": golden.heads[position].macs,
-            "logit_exp": exps[k],
-        })
-    return {
-        "config": cfg.name,
-        "dataset": data.name,
-        "samples": {"train": len(data.y_train), "val": len(data.y_val), "test": len(y)},
-        "policy": {
-            "name": params.name.value,
-            "mode": p.mode.value,
-            "max_drop_pp": p.max_drop_pp,
-            "temperatures": list(params.temperatures) if params.temperatures else None,
-            "shifts": list(params.shifts) if params.shifts else None,
-            "frac_bits": params.frac_bits,
-        },
-        "accuracy": float((prediction == y).mean()),
-        "final_accuracy": float(correct[-1].mean()),
-        "mean_cost_ratio": float(costs[exit_index].mean()),
-        "oracle_cost_ratio": float(costs[oracle_exit].mean()),
-        "oracle_accuracy": float(correct.any(axis=0).mean()),
-        "overthinking": float(overthinking.mean()),
-        "golden_mismatches": int(differs.sum()),
-        "golden_first_mismatch": first_mismatch,
-        "golden_checked": {"samples": len(y), "exits": len(z_test)},
-        "exits": exits,
-        "train_seconds": trained.seconds,
-        "checkpoint_cached": trained.cached,
-    }
+    exits = tuple(ExitStats(
+        position=position, head=golden.heads[position].name, accuracy=float(correct[k].mean()),
+        exit_rate=float((exit_index == k).mean()), val_exit_rate=float((val_exit_index == k).mean()),
+        exited_accuracy=float((prediction[exit_index == k] == y[exit_index == k]).mean()) if (exit_index == k).any() else None,
+        threshold=_jsonable(thresholds[k]) if k < len(thresholds) else None, cost_ratio=float(costs[k]),
+        macs_block=golden.blocks[position].macs, macs_head=golden.heads[position].macs, logit_exp=exps[k])
+        for k, position in enumerate(golden.exits))
+    return Evaluation(
+        config=cfg.name, dataset=data.name,
+        samples={"train": len(data.y_train), "val": len(data.y_val), "test": len(y)},
+        policy=params, mode=p.mode.value, max_drop_pp=p.max_drop_pp,
+        accuracy=float((prediction == y).mean()),
+        final_accuracy=float(correct[-1].mean()),
+        mean_cost_ratio=float(costs[exit_index].mean()),
+        oracle_cost_ratio=float(costs[oracle_exit].mean()),
+        oracle_accuracy=float(correct.any(axis=0).mean()),
+        overthinking=float(overthinking.mean()),
+        golden_mismatches=int(differs.sum()),
+        golden_first_mismatch=first_mismatch,
+        golden_checked={"samples": len(y), "exits": len(z_test)},
+        exits=exits,
+        train_seconds=trained.seconds,
+        checkpoint_cached=trained.cached,
+    )
 
 
-def format_report(ev: dict) -> str:
+def format_report(ev: Evaluation) -> str:
     """The evaluation as a short human-readable table."""
-    pol = ev["policy"]
     lines = [
-        f"{ev['config']} on {ev['dataset']} (test {ev['samples']['test']} samples), policy {pol['name']} "
-        f"({pol['mode']})",
+        f"{ev.config} on {ev.dataset} (test {ev.samples['test']} samples), policy {ev.policy.name.value} "
+        f"({ev.mode})",
         f"  {'exit':>4} {'block':>5} {'acc':>7} {'exit rate':>9} {'threshold':>12} {'cost':>6}",
     ]
-    for k, e in enumerate(ev["exits"]):
-        thr = "-" if e["threshold"] is None else (f"{e['threshold']:.4g}" if isinstance(e["threshold"], float) else str(e["threshold"]))
-        thr = "final" if k == len(ev["exits"]) - 1 else thr
-        lines.append(f"  {k:>4} {e['position']:>5} {e['accuracy']:>7.2%} {e['exit_rate']:>9.2%} {thr:>12} "
-                     f"{e['cost_ratio']:>6.3f}")
+    for k, e in enumerate(ev.exits):
+        thr = "-" if e.threshold is None else (f"{e.threshold:.4g}" if isinstance(e.threshold, float) else str(e.threshold))
+        thr = "final" if k == len(ev.exits) - 1 else thr
+        lines.append(f"  {k:>4} {e.position:>5} {e.accuracy:>7.2%} {e.exit_rate:>9.2%} {thr:>12} "
+                     f"{e.cost_ratio:>6.3f}")
     lines += [
-        f"  early-exit accuracy {ev['accuracy']:.2%} (final exit only {ev['final_accuracy']:.2%})",
-        f"  mean cost {ev['mean_cost_ratio']:.3f} x final-only (oracle {ev['oracle_cost_ratio']:.3f}), "
-        f"overthinking {ev['overthinking']:.2%}",
-        f"  golden vs Brevitas: {ev['golden_mismatches']} mismatching samples of {ev['golden_checked']['samples']} "
-        f"at {ev['golden_checked']['exits']} exits",
+        f"  early-exit accuracy {ev.accuracy:.2%} (final exit only {ev.final_accuracy:.2%})",
+        f"  mean cost {ev.mean_cost_ratio:.3f} x final-only (oracle {ev.oracle_cost_ratio:.3f}), "
+        f"overthinking {ev.overthinking:.2%}",
+        f"  golden vs Brevitas: {ev.golden_mismatches} mismatching samples of {ev.golden_checked['samples']} "
+        f"at {ev.golden_checked['exits']} exits",
     ]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from eehw.artefacts import Evaluation, ExitStats, Measurement
 from eehw.board import Board, load_board
 from eehw.config import Config, load_config
 from eehw.data import Dataset, load_dataset
@@ -31,9 +32,9 @@ class Design:
     data: Dataset | None = None
     trained: TrainedModel | None = None
     golden: GoldenModel | None = None
-    evaluation: dict | None = None
+    evaluation: Evaluation | None = None
     rtl: dict = field(default_factory=dict)  # "early_exit" / "baseline" -> RtlDesign
-    measured: dict = field(default_factory=dict)  # same keys -> simulation and synthesis figures
+    measured: dict = field(default_factory=dict)  # same keys -> Measurement (simulation, then synthesis)
     hls: dict | None = None  # hls4ml projects, C-sim chain check, multi-exit top, vendor figures
     dse_choice: object = None  # the ExitChoice `eehw dse` made for this config, board and weights, if any
     report_paths: list[Path] = field(default_factory=list)
@@ -74,17 +75,13 @@ def step_golden(d: Design) -> None:
 def step_evaluate(d: Design) -> None:
     from eehw.evaluate import evaluate
 
-    d.evaluation = evaluate(d.cfg, d.data, d.trained, d.golden)
+    ev = d.evaluation = evaluate(d.cfg, d.data, d.trained, d.golden)
     d.out_dir.mkdir(parents=True, exist_ok=True)
-    path = d.out_dir / "evaluation.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(d.evaluation, indent=2))
-    tmp.replace(path)
-    first = d.evaluation["golden_first_mismatch"]
+    ev.save(d.out_dir / "evaluation.json")
+    first = ev.golden_first_mismatch
     if first:
-        raise VerificationError("golden vs Brevitas", f"{d.evaluation['golden_mismatches']} of "
-                                f"{d.evaluation['golden_checked']['samples']} test samples differ; first: test sample "
-                                f"{first['sample']} at exit {first['exit']}")
+        raise VerificationError("golden vs Brevitas", f"{ev.golden_mismatches} of {ev.golden_checked['samples']} "
+                                f"test samples differ; first: test sample {first['sample']} at exit {first['exit']}")
 
 
 def _load_dse_choice(d: Design):
@@ -114,13 +111,7 @@ def _chosen_heads(d: Design) -> dict[int, str]:
 
 def design_policy(d: Design):
     """The decision policy the built design runs: the DSE's choice, else the evaluation's."""
-    from eehw.policies import PolicyParams
-
-    if d.dse_choice:
-        return d.dse_choice.policy
-    pol = d.evaluation["policy"]
-    return PolicyParams(pol["name"], temperatures=pol.get("temperatures"), shifts=pol["shifts"],
-                        frac_bits=pol["frac_bits"])
+    return d.dse_choice.policy if d.dse_choice else d.evaluation.policy
 
 
 #: Without a DSE choice the flow builds an early exit only if at least this fraction of the
@@ -134,16 +125,15 @@ def _early_exit_choice(d: Design) -> tuple[list[int], list[int | None]]:
     if d.dse_choice:
         return list(d.dse_choice.exits[:-1]), list(d.dse_choice.thresholds)
     dropped = dropped_exits(d)
-    kept = [e for e in d.evaluation["exits"][:-1] if e not in dropped]
-    return [e["position"] for e in kept], [e["threshold"] for e in kept]
+    kept = [e for e in d.evaluation.exits[:-1] if e not in dropped]
+    return [e.position for e in kept], [e.threshold for e in kept]
 
 
-def dropped_exits(d: Design) -> list[dict]:
+def dropped_exits(d: Design) -> list[ExitStats]:
     """Candidate early exits the default design leaves out (none when the DSE chose)."""
     if d.dse_choice:
         return []
-    return [e for e in d.evaluation["exits"][:-1]
-            if e["threshold"] is None or e.get("val_exit_rate", 1.0) < MIN_EXIT_RATE]
+    return [e for e in d.evaluation.exits[:-1] if e.threshold is None or e.val_exit_rate < MIN_EXIT_RATE]
 
 
 def step_rtl(d: Design) -> None:
@@ -217,15 +207,15 @@ def step_simulate(d: Design) -> None:
     params = design_policy(d)
     d.measured = run_designs(d.golden, {kind: (rtl, params, thresholds if kind == "early_exit" else [])
                                         for kind, rtl in d.rtl.items()}, d.data.x_test)
-    for kind, rtl in d.rtl.items():
-        enforce(kind, d.measured[kind], rtl)
+    for kind in d.rtl:
+        enforce(kind, d.measured[kind])
 
 
 def step_synthesise(d: Design) -> None:
     from eehw.measure import resources_of
 
     for kind, figures in resources_of(d.rtl, d.board).items():
-        d.measured[kind]["resources"] = figures
+        d.measured[kind] = d.measured[kind].with_resources(figures)
         timing = figures["timing"]
         if timing.get("unavailable"):
             print(f"eehw: note: {kind.replace('_', '-')} design: no timing estimate ({timing['unavailable']})")
@@ -244,48 +234,48 @@ def step_report(d: Design) -> None:
     _, thresholds = _early_exit_choice(d)  # the config's, or those `eehw dse` chose
     policy = design_policy(d).name.value
     for k, idx in enumerate(kept):
-        e = d.evaluation["exits"][idx]
-        leaves = ee["exit_index"] == k
-        exits.append({"position": e["position"], "head": own_heads(d.cfg).get(e["position"]), "policy": policy,
+        e = d.evaluation.exits[idx]
+        leaves = ee.exit_index == k
+        exits.append({"position": e.position, "head": own_heads(d.cfg).get(e.position), "policy": policy,
                       "threshold": thresholds[k] if k < len(kept) - 1 else None,
-                      "exit_rate": float(leaves.mean()), "accuracy": e["accuracy"],
-                      "exited_accuracy": float((ee["predictions"][leaves] == y[leaves]).mean()) if leaves.any() else None})
+                      "exit_rate": float(leaves.mean()), "accuracy": e.accuracy,
+                      "exited_accuracy": float((ee.predictions[leaves] == y[leaves]).mean()) if leaves.any() else None})
 
-    def summary(m: dict, rtl) -> dict:
-        lat = dict(m["latency_cycles"])
-        lat["bound"] = rtl.latency_bound
-        lat["worst_case_measured"] = m["worst_case_latency_cycles"]
-        return {"latency_cycles": lat, "latency_under_load_cycles": m["latency_under_load_cycles"],
-                "throughput_samples_per_cycle": m["throughput_samples_per_cycle"],
-                "resources": m["resources"], "bit_exact": m["bit_exact"], "simulated_cycles": m["simulated_cycles"],
-                "simulation_seconds": m["simulation_seconds"], "top": rtl.top}
+    def summary(m: Measurement) -> dict:
+        lat = dict(m.latency_cycles)
+        lat["bound"] = m.latency_bound
+        lat["worst_case_measured"] = m.worst_case_latency_cycles
+        return {"latency_cycles": lat, "latency_under_load_cycles": m.latency_under_load_cycles,
+                "throughput_samples_per_cycle": m.throughput_samples_per_cycle,
+                "resources": m.resources, "bit_exact": m.bit_exact, "simulated_cycles": m.simulated_cycles,
+                "simulation_seconds": m.simulation_seconds, "top": m.top}
 
     report = {
         "design": d.cfg.name, "board": d.board.name, "part": d.board.part, "clock_mhz": d.board.clock_mhz,
         "dataset": d.data.name,
-        "accuracy": {"early_exit": float((ee["predictions"] == y).mean()),
-                     "final_only": float((base["predictions"] == y).mean())},
+        "accuracy": {"early_exit": float((ee.predictions == y).mean()),
+                     "final_only": float((base.predictions == y).mean())},
         "exits": exits,
-        "dropped_exits": [{"position": e["position"], "head": e["head"], "val_exit_rate": e.get("val_exit_rate"),
-                           "reason": "disabled by the threshold selection" if e["threshold"] is None else
+        "dropped_exits": [{"position": e.position, "head": e.head, "val_exit_rate": e.val_exit_rate,
+                           "reason": "disabled by the threshold selection" if e.threshold is None else
                            f"fewer than {MIN_EXIT_RATE:.0%} of validation samples leave there"}
                           for e in dropped_exits(d)],
         "design_source": "eehw dse" if d.dse_choice else "config + threshold selection",
-        **summary(ee, d.rtl["early_exit"]),
-        "fits": ee["resources"]["fits"],
-        "baseline": summary(base, d.rtl["baseline"]),
-        "evaluation": {k: d.evaluation[k] for k in ("mean_cost_ratio", "oracle_cost_ratio", "golden_mismatches")},
+        **summary(ee),
+        "fits": ee.resources["fits"],
+        "baseline": summary(base),
+        "evaluation": {k: getattr(d.evaluation, k) for k in ("mean_cost_ratio", "oracle_cost_ratio", "golden_mismatches")},
         "hls": d.hls,
         "seconds_per_step": d.seconds,
     }
-    latencies = {"early exit": ee["latency_cycles_raw"], "baseline": base["latency_cycles_raw"]}
-    report["status"] = "ok" if ee["resources"]["fits"] else "over budget"
+    latencies = {"early exit": ee.latency_cycles_raw, "baseline": base.latency_cycles_raw}
+    report["status"] = "ok" if ee.resources["fits"] else "over budget"
     d.report_paths = write_reports(report, d.out_dir, latencies)
     d.report = report
-    if not ee["resources"]["fits"]:
+    if not ee.resources["fits"]:
         # The figures stay in the report (they say what to fold); the run is not a design to deploy.
         raise EehwError(f"{d.cfg.name}: the early-exit design does not fit {d.board.name} "
-                        f"({'; '.join(ee['resources']['overruns'])}); see {d.report_paths[1]}. Run "
+                        f"({'; '.join(ee.resources['overruns'])}); see {d.report_paths[1]}. Run "
                         f"`eehw dse {d.cfg.name} --board {d.board.name}` to fold it within the board, or lower "
                         f"hardware.max_simd / max_pe")
 

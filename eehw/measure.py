@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from eehw.artefacts import Measurement
 from eehw.board import Board, Resources
 from eehw.errors import EehwError, VerificationError
 from eehw.executor import default_workers
@@ -65,7 +66,7 @@ def _merge_checks(checks: dict[str, dict]) -> dict:
 
 
 def run_design(golden: GoldenModel, rtl: RtlDesign, params: PolicyParams, x_test: np.ndarray,
-               thresholds: list[int | None], workers: int | None = None) -> dict:
+               thresholds: list[int | None], workers: int | None = None) -> Measurement:
     """Three simulations of the whole design, every result compared with the golden model:
     the test set back to back (throughput), the test set one sample at a time (each sample's
     latency on an idle pipeline, so queueing does not blur the exit distribution), and the test
@@ -76,7 +77,7 @@ def run_design(golden: GoldenModel, rtl: RtlDesign, params: PolicyParams, x_test
 
 
 def run_designs(golden: GoldenModel, designs: dict[str, tuple[RtlDesign, PolicyParams, list[int | None]]],
-                x_test: np.ndarray, workers: int | None = None) -> dict[str, dict]:
+                x_test: np.ndarray, workers: int | None = None) -> dict[str, Measurement]:
     """``run_design`` for several designs (name -> (rtl, params, thresholds)), their Verilator
     builds and simulations spread over ``workers`` threads (default: one per core); each
     simulation is a process of its own, so the threads only wait."""
@@ -103,29 +104,28 @@ def _measured(golden, rtl, params, x_test, thresholds, sims: dict) -> dict:
     if "worst" in sims:
         final_exit, final_class = expected_outputs(golden, rtl, params, x_test, [None] * len(thresholds))
         checks["final exit only"] = check_against_golden(worst, final_exit, final_class)
-    bit_exact = _merge_checks(checks)
-    return {
-        "bit_exact": bit_exact,
-        "latency_cycles": latency_stats(isolated, len(rtl.plan.exits)),
-        "latency_cycles_raw": isolated.latency,
-        "latency_under_load_cycles": {"mean": float(stream.latency.mean()), "max": int(stream.latency.max())},
-        "worst_case_latency_cycles": int(worst.latency[worst.latency >= 0].max(initial=0)),
-        "worst_case_samples": int(len(x_test)),
-        "throughput_samples_per_cycle": stream.throughput(),
-        "simulated_cycles": sum(r.cycles for r in sims.values()),
-        "simulation_seconds": sum(r.wall_seconds for r in sims.values()),
-        "predictions": stream.prediction,
-        "exit_index": stream.exit_index,
-        "error_flag": any(r.error_flag for r in sims.values()),
-    }
+    return Measurement(
+        top=rtl.top, latency_bound=rtl.latency_bound, bit_exact=_merge_checks(checks),
+        latency_cycles=latency_stats(isolated, len(rtl.plan.exits)),
+        latency_cycles_raw=np.asarray(isolated.latency, dtype=np.int64),
+        latency_under_load_cycles={"mean": float(stream.latency.mean()), "max": int(stream.latency.max())},
+        worst_case_latency_cycles=int(worst.latency[worst.latency >= 0].max(initial=0)),
+        worst_case_samples=int(len(x_test)),
+        throughput_samples_per_cycle=float(stream.throughput()),
+        simulated_cycles=int(sum(r.cycles for r in sims.values())),
+        simulation_seconds=float(sum(r.wall_seconds for r in sims.values())),
+        predictions=np.asarray(stream.prediction, dtype=np.int64),
+        exit_index=np.asarray(stream.exit_index, dtype=np.int64),
+        error_flag=bool(any(r.error_flag for r in sims.values())),
+    )
 
 
-def enforce(kind: str, measured: dict, rtl: RtlDesign) -> None:
+def enforce(kind: str, measured: Measurement) -> None:
     """Stop the flow (VerificationError) when the simulated design is not the one the report
     would describe: a result that differs from the golden model, a lost or duplicated sample, a
     protocol error flag, or a worst case above the stated latency bound."""
     level = f"rtl {kind.replace('_', '-')}"
-    check = measured["bit_exact"]
+    check = measured.bit_exact
     first = check["first_mismatch"]
     if first:
         raise VerificationError(level, f"{check['mismatches']} results differ from the golden model; first: test "
@@ -135,9 +135,9 @@ def enforce(kind: str, measured: dict, rtl: RtlDesign) -> None:
     if check["lost"] or check["duplicated"]:
         raise VerificationError(level, f"{check['lost']} samples lost and {check['duplicated']} duplicated "
                                        f"of {check['samples']}")
-    if measured["error_flag"]:
+    if measured.error_flag:
         raise VerificationError(level, "a block raised its protocol error flag (a sample's beats arrived broken)")
-    worst, bound = measured["worst_case_latency_cycles"], rtl.latency_bound
+    worst, bound = measured.worst_case_latency_cycles, measured.latency_bound
     if worst > bound:
         raise VerificationError(level, f"measured worst-case latency {worst} cycles (every test sample forced to "
                                        f"the final exit) exceeds the stated bound {bound}")

@@ -154,6 +154,6 @@ def test_flow_builds_the_chosen_head_bit_exact(tiny):
     mixed = _brevitas(assemble(choices, d.data, {0: "conv_pool_linear"})[1].model, d)
     for a, b in zip(run.golden.forward(d.data.x_test), mixed):
         np.testing.assert_array_equal(a, b)
-    m = run.measured["early_exit"]["bit_exact"]
+    m = run.measured["early_exit"].bit_exact
     assert m["samples"] == len(d.data.x_test) and m["mismatches"] == 0
     assert run.hls["mismatches"] and not any(run.hls["mismatches"].values())

@@ -1,10 +1,13 @@
 """Every shipped config end to end: trained, exported, and the golden integer model equal to
 Brevitas on every test sample at every exit."""
 
+import json
+
 import numpy as np
 import pytest
 
 from eehw import flow
+from eehw.artefacts import Evaluation
 from eehw.export import brevitas_int_logits
 
 SHIPPED = ["digits_mlp", "digits_cnn", "mnist1d_cnn"]
@@ -30,11 +33,12 @@ def test_golden_equals_brevitas_on_full_test_set(name):
 def test_evaluation_report_keys_and_consistency():
     design = flow.run("digits_cnn", stop_after="evaluate")
     ev = design.evaluation
-    for key in ("accuracy", "final_accuracy", "mean_cost_ratio", "oracle_cost_ratio", "golden_mismatches", "exits"):
-        assert key in ev
-    assert ev["golden_mismatches"] == 0
-    rates = [e["exit_rate"] for e in ev["exits"]]
+    assert ev.golden_mismatches == 0
+    rates = [e.exit_rate for e in ev.exits]
     assert abs(sum(rates) - 1.0) < 1e-9
     # Target mode: within 0.5 pp of the final exit on validation; allow test-set noise of a few samples.
-    assert ev["accuracy"] >= ev["final_accuracy"] - 0.02
-    assert 0 < ev["mean_cost_ratio"] < 1.2 and 0 < ev["oracle_cost_ratio"] <= ev["exits"][-1]["cost_ratio"]
+    assert ev.accuracy >= ev.final_accuracy - 0.02
+    assert 0 < ev.mean_cost_ratio < 1.2 and 0 < ev.oracle_cost_ratio <= ev.exits[-1].cost_ratio
+    # evaluation.json is this document, and reads back as it was written.
+    written = json.loads((design.out_dir / "evaluation.json").read_text())
+    assert Evaluation.from_json(written) == ev and written["kind"] == "evaluation"
