@@ -6,7 +6,6 @@ evaluation (exit statistics, thresholds) -> hardware steps (later issues).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

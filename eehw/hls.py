@@ -188,7 +188,9 @@ class HlsBlock:
         return {"name": self.name, "project": str(self.project_dir), "backend": self.backend, "part": self.part,
                 "clock_period_ns": self.clock_period_ns, **asdict(self.settings),
                 "input_precision": self.in_type.hls, "output_precision": self.out_type.hls,
-                "reuse_factors_built": list(self.reuse_factors), "cached": self.cached,
+                "reuse_factors_built": list(self.reuse_factors),
+                "strategies": [strategy_for(rf) for rf in self.settings.reuse_factors] or None,
+                "cached": self.cached,
                 "convert_seconds": round(self.convert_seconds, 3),
                 "compile_seconds": round(self.compile_seconds, 3)}
 

@@ -382,7 +382,6 @@ def window_cycles(stage: WindowStage) -> int:
     """sliding_window.v header: the padded map is scanned one step a cycle, and a window
     position waits until the previous window's NB beats have left: the sum over the gaps d_j
     between window positions (across samples for the last) of max(NB, d_j)."""
-    kh = stage.k if stage.dims == 2 else 1
     hp, wp = stage.height + (2 * stage.pad if stage.dims == 2 else 0), stage.width + 2 * stage.pad
     out_h, out_w = stage.out_hw
     nb, s = stage.window // stage.simd, stage.stride

@@ -101,7 +101,7 @@ def window_timing(stage: WindowStage) -> Timing:
     """sliding_window.v header: a scan of the padded map, one step a cycle, waiting at a window
     position until the previous window's NB beats have left."""
     kh = stage.k if stage.dims == 2 else 1
-    hp, wp = stage.height + (2 * stage.pad if stage.dims == 2 else 0), stage.width + 2 * stage.pad
+    wp = stage.width + 2 * stage.pad
     out_h, out_w = stage.out_hw
     nb = stage.window // stage.simd
     wins = [(kh - 1 + oh * stage.stride) * wp + stage.k - 1 + ow * stage.stride

@@ -62,7 +62,6 @@ def test_axi_wrapper_is_the_driver_contract(vl_env, tmp_path, seed):
     batches, expected, start = [], [], 0
     never = [None] * len(thresholds)  # third batch: every sample to the final exit
     for b, (n, t) in enumerate(zip(BATCHES, (thresholds, second, never))):
-        xs = x[start:start + n]
         writes = [(a - base, n) for a in regmap.batch_registers]
         if b:  # the first batch runs on the reset values
             writes += [(a - base, v) for a, v in threshold_words(t, regmap)]
