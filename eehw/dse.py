@@ -29,24 +29,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import itertools
 import json
 import math
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from eehw.board import Board
-from eehw.cache import code_hash, discard, read_checked, store_checked
 from eehw.characterise import RESOURCE_KEYS, Characterisation
 from eehw.artefacts import ExitChoice
 from eehw.errors import EehwError
 from eehw.head_variants import assembled_golden, own_heads, train_alternatives
-from eehw.paths import cache_dir
+from eehw.logits import cached_logits
 from eehw.policies import PolicyName, PolicyParams, calibrate_shift, decide
 from eehw.rtl import FORK_LATENCY, GATE_FORWARD_LATENCY, GATE_RESULT_LATENCY, MERGE_LATENCY, buffer_depth
 from eehw.timing import Timing, compose_arrays, single_beat, streaming
@@ -100,30 +97,6 @@ class ExitConfig:
 
 # ---------------------------------------------------------------------------------------------
 # Cached logits ("train once")
-
-
-def cached_logits(cfg, data, golden) -> dict[str, list[np.ndarray] | np.ndarray]:
-    """Integer logits of every head on validation and test, cached under cache_dir by the
-    training hash (the weights and data) and the code that computes them (export, golden)."""
-    key = hashlib.sha256(f"{cfg.training_hash()}|{code_hash('eehw.export', 'eehw.golden')}".encode()).hexdigest()[:16]
-    path = cache_dir() / "logits" / f"{cfg.name}-{key}.npz"
-    k = len(golden.exits)
-    names = ["y_val", "y_test", *(f"{split}{i}" for split in ("val", "test") for i in range(k))]
-    stored = read_checked(path, "logits", "recomputing")
-    if stored is not None:
-        try:
-            with np.load(io.BytesIO(stored)) as raw:
-                z = {name: raw[name] for name in names}
-            return {"val": [z[f"val{i}"] for i in range(k)], "test": [z[f"test{i}"] for i in range(k)],
-                    "y_val": z["y_val"], "y_test": z["y_test"]}
-        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            discard(path, "logits", f"was corrupt ({type(exc).__name__})", "recomputing")
-    z_val, z_test = golden.forward(data.x_val), golden.forward(data.x_test)
-    buffer = io.BytesIO()
-    np.savez(buffer, y_val=data.y_val, y_test=data.y_test, **{f"val{i}": z for i, z in enumerate(z_val)},
-             **{f"test{i}": z for i, z in enumerate(z_test)})
-    store_checked(path, buffer.getvalue())
-    return {"val": z_val, "test": z_test, "y_val": data.y_val, "y_test": data.y_test}
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Exit statistics of a trained design on the test set, from the golden integer model.
 
 Thresholds are chosen on validation, the report is measured on test; Brevitas is run on the
-test set too so that every report states how many samples the golden model disagrees on.
+test set too (every time: it is the check) so that every report states how many samples the
+golden model disagrees on. The golden logits come from eehw.logits (cached by content).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from eehw.config import Config
 from eehw.data import Dataset
 from eehw.export import brevitas_int_logits
 from eehw.golden import GoldenModel
+from eehw.logits import cached_logits
 from eehw.policies import PolicyName, PolicyParams, calibrate_shift, calibrate_temperature, decide
 from eehw.thresholds import select_thresholds
 from eehw.train import TrainedModel
@@ -39,8 +41,8 @@ def _jsonable(value):
 
 def evaluate(cfg: Config, data: Dataset, trained: TrainedModel, golden: GoldenModel) -> Evaluation:
     exps = golden.logit_exps
-    z_val = golden.forward(data.x_val)
-    z_test = golden.forward(data.x_test)
+    logits = cached_logits(cfg, data, golden)
+    z_val, z_test = logits["val"], logits["test"]
     z_brevitas = brevitas_int_logits(trained.model, data.x_test, golden)
     differs = np.zeros(len(data.y_test), dtype=bool)
     first_mismatch = None  # (sample, exit position) of the first disagreement, if any

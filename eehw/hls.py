@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from eehw.board import Board
-from eehw.cache import code_hash
+from eehw.cache import atomic_write_text, code_hash, load_json
 from eehw.errors import EehwError
 from eehw.golden import Conv, Dense, GoldenModel, IntBlock, MaxPool, Quant, int_range
 from eehw.model import float_value
@@ -770,7 +770,25 @@ def run_chain(projects: list[HlsBlock], golden: GoldenModel, x_float: np.ndarray
 
 def chain_check(projects: list[HlsBlock], golden: GoldenModel, x_float: np.ndarray) -> tuple[dict[str, int], dict | None]:
     """Per block and head, the number of samples whose chained C-sim output differs from the
-    golden model's (0 everywhere or the HLS path is wrong), and the first such (block, sample)."""
+    golden model's (0 everywhere or the HLS path is wrong), and the first such (block, sample).
+
+    The result is cached by content: every project's key (its generated sources and settings),
+    the samples, and the code of the C-sim bridge and the golden model. A warm flow of fmnist_cnn
+    would otherwise run 10k samples through every C-sim library again (most of its HLS step)."""
+    h = hashlib.sha256(code_hash("eehw.hls", "eehw.golden", "eehw.export").encode())
+    for p in sorted(projects, key=lambda p: p.name):
+        h.update(f"|{p.name}:{p.key}".encode())
+    h.update(np.ascontiguousarray(x_float).tobytes())
+    path = cache_dir() / "hls_chain" / f"{h.hexdigest()[:20]}.json"
+    hit = load_json(path, "HLS chain check", "running it again", ("counts", "first"))
+    if hit is not None:
+        return {k: int(v) for k, v in hit["counts"].items()}, hit["first"]
+    counts, first = _chain_check(projects, golden, x_float)
+    atomic_write_text(path, json.dumps({"counts": counts, "first": first}))
+    return counts, first
+
+
+def _chain_check(projects: list[HlsBlock], golden: GoldenModel, x_float: np.ndarray) -> tuple[dict[str, int], dict | None]:
     outputs = chain_outputs(projects, golden, x_float)
     n = len(x_float)
     counts, first, h = {}, None, x_float

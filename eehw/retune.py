@@ -55,7 +55,7 @@ def retune(config: str | Path, board: str, *, max_drop_pp: float | None = None, 
            exit: int | None = None) -> dict:
     """Choose thresholds of the built design for one target; returns what ``retune.json`` holds."""
     from eehw import flow
-    from eehw.dse import cached_logits
+    from eehw.logits import cached_logits
 
     mode, target = _target(max_drop_pp, budget, exit)
     d = flow.run(config, board, stop_after="evaluate")

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from eehw.logits import cached_logits
 from eehw import dse, flow
 from eehw.board import Board, Resources
 from eehw.characterise import Characterisation, UnitOption, gate_depth_bucket, lane_levels, layer_folding
@@ -342,7 +343,7 @@ def test_characterisation_covers_every_policy_exit_and_folding(tiny_dse_config, 
     from eehw.characterise import characterise
 
     d = flow.run(tiny_dse_config, stop_after="evaluate")
-    logits = dse.cached_logits(d.cfg, d.data, d.golden)
+    logits = cached_logits(d.cfg, d.data, d.golden)
     pols = dse.hardware_policies(d.cfg, logits)
     assert set(pols) == {"margin", "max_softmax_pow2"}
     char = characterise(d.golden, _board(), pols, max_simd=4, max_pe=2, pool=fake_synth_pool)

@@ -4,6 +4,7 @@ the whole search."""
 import numpy as np
 import pytest
 
+from eehw.logits import cached_logits
 from eehw import dse, flow
 from eehw.board import load_board
 from eehw.characterise import characterise, fork_files, merge_files, synth_job
@@ -47,7 +48,7 @@ def test_an_unreachable_scheduler_is_a_one_line_error():
 def test_search_on_dask_equals_the_local_run(cluster, tiny_dse_config):
     d = flow.run(tiny_dse_config, stop_after="evaluate")
     board = load_board("pynq-z2")
-    logits = dse.cached_logits(d.cfg, d.data, d.golden)
+    logits = cached_logits(d.cfg, d.data, d.golden)
     pols = dse.hardware_policies(d.cfg, logits, ("margin",))
     configs = dse.exit_configs(d.golden.exits, d.golden.logit_exps, logits, pols)
     results = []

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from eehw.logits import cached_logits
 from eehw import dse, flow
 from eehw.artefacts import ExitChoice
 from eehw.characterise import characterise
@@ -84,7 +85,7 @@ def test_a_head_type_never_trained_is_named_in_one_line(tiny):
 
 def test_exit_configurations_cover_every_head_choice(tiny):
     _, d, choices = tiny
-    logits = dse.cached_logits(d.cfg, d.data, d.golden)
+    logits = cached_logits(d.cfg, d.data, d.golden)
     pols = dse.hardware_policies(d.cfg, logits)
     alts = dse.alternative_logits(d.cfg, choices, d.data, pols)
     assert sorted(alts[0]) == ["conv_pool_linear", "linear"]
@@ -107,7 +108,7 @@ def test_composed_cycles_of_an_alternative_head_equal_the_generators_bound(tiny,
     from eehw.hwplan import Folding
 
     _, d, choices = tiny
-    logits = dse.cached_logits(d.cfg, d.data, d.golden)
+    logits = cached_logits(d.cfg, d.data, d.golden)
     pols = dse.hardware_policies(d.cfg, logits, ("margin",))
     alts = dse.alternative_logits(d.cfg, choices, d.data, pols)
     configs = dse.exit_configs(d.golden.exits, d.golden.logit_exps, logits, pols, (2.0, 5.0), alts)

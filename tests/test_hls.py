@@ -20,7 +20,8 @@ from eehw import flow
 from eehw.board import load_board
 from eehw.errors import EehwError
 from eehw.golden import IntBlock
-from eehw.hls import HlsSettings, build_hls_projects, chain_outputs, export_block, run_chain, settings_from_plan
+from eehw.hls import (HlsBlock, HlsSettings, build_hls_projects, chain_check, chain_outputs, export_block, run_chain,
+                      settings_from_plan)
 from eehw.hwplan import Folding, plan_design
 from eehw.paths import build_dir, cache_dir
 
@@ -330,3 +331,16 @@ def test_unsupported_op_is_one_line_error_naming_the_layer():
     message = str(info.value)
     assert "\n" not in message
     assert "blocks.0.2" in message and "HardSwish" in message
+
+
+def test_chain_check_is_cached_by_content(digits_mlp, monkeypatch):
+    """A second check of the same projects on the same samples reads the first one's result; other
+    samples run the C-sim again."""
+    design, projects = digits_mlp
+    x = design.data.x_test[:50]
+    counts, first = chain_check(projects, design.golden, x)
+    assert first is None and set(counts.values()) == {0}
+    monkeypatch.setattr(HlsBlock, "predict", lambda self, x: pytest.fail("C-sim ran on a cached check"))
+    assert chain_check(projects, design.golden, x) == (counts, first)
+    with pytest.raises(pytest.fail.Exception, match="C-sim ran"):
+        chain_check(projects, design.golden, x[:49])
