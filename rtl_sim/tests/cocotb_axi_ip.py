@@ -19,6 +19,16 @@ from cocotb.triggers import ReadOnly, RisingEdge
 MASK32 = (1 << 32) - 1
 
 
+async def until(dut, *signals: str) -> None:
+    """Hold the driven values until every named output is high on a rising edge (the handshake)."""
+    while True:
+        await ReadOnly()
+        done = all(int(getattr(dut, name).value) for name in signals)
+        await RisingEdge(dut.ap_clk)
+        if done:
+            return
+
+
 async def lite_write(dut, offset: int, value: int) -> None:
     dut.s_axi_ctrl_awaddr.value = offset
     dut.s_axi_ctrl_wdata.value = value & MASK32
@@ -26,33 +36,18 @@ async def lite_write(dut, offset: int, value: int) -> None:
     dut.s_axi_ctrl_awvalid.value = 1
     dut.s_axi_ctrl_wvalid.value = 1
     dut.s_axi_ctrl_bready.value = 0
-    while True:
-        await ReadOnly()
-        taken = int(dut.s_axi_ctrl_awready.value) and int(dut.s_axi_ctrl_wready.value)
-        await RisingEdge(dut.ap_clk)
-        if taken:
-            break
+    await until(dut, "s_axi_ctrl_awready", "s_axi_ctrl_wready")
     dut.s_axi_ctrl_awvalid.value = 0
     dut.s_axi_ctrl_wvalid.value = 0
     dut.s_axi_ctrl_bready.value = 1
-    while True:
-        await ReadOnly()
-        done = int(dut.s_axi_ctrl_bvalid.value)
-        await RisingEdge(dut.ap_clk)
-        if done:
-            break
+    await until(dut, "s_axi_ctrl_bvalid")
     dut.s_axi_ctrl_bready.value = 0
 
 
 async def lite_read(dut, offset: int) -> int:
     dut.s_axi_ctrl_araddr.value = offset
     dut.s_axi_ctrl_arvalid.value = 1
-    while True:
-        await ReadOnly()
-        taken = int(dut.s_axi_ctrl_arready.value)
-        await RisingEdge(dut.ap_clk)
-        if taken:
-            break
+    await until(dut, "s_axi_ctrl_arready")
     dut.s_axi_ctrl_arvalid.value = 0
     dut.s_axi_ctrl_rready.value = 1
     while True:
