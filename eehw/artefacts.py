@@ -132,11 +132,6 @@ class Evaluation:
     train_seconds: float
     checkpoint_cached: bool
 
-    @property
-    def thresholds(self) -> list:
-        """The early exits' thresholds (None: disabled), exit order."""
-        return [e.threshold for e in self.exits[:-1]]
-
     def to_json(self) -> dict:
         p = self.policy
         return {"schema": SCHEMA_VERSION, "kind": "evaluation", "config": self.config, "dataset": self.dataset,
@@ -200,7 +195,7 @@ class Measurement:
     @property
     def exit_rates(self) -> list[float]:
         taken = self.exit_index[self.exit_index >= 0]
-        n_exits = len(self.latency_cycles.get("per_exit", [])) or int(taken.max(initial=0)) + 1
+        n_exits = len(self.latency_cycles["per_exit"])  # eehw.measure.latency_stats: one entry per exit
         return [float(x) for x in np.bincount(taken, minlength=n_exits) / max(1, len(self.exit_index))]
 
     def with_resources(self, resources: dict, seconds: float | None = None) -> Measurement:

@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import sys
+import zipfile
 import sysconfig
 from collections.abc import Callable, Iterable
 from importlib.machinery import ModuleSpec, PathFinder
@@ -275,6 +276,29 @@ def checked_load(path: str | Path, what: str, redo: str) -> Any | None:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     except Exception as exc:  # unpickling raises anything; the digest matched, so the writer was wrong
         return discard(path, what, f"was corrupt (torch.load: {type(exc).__name__})", redo)
+
+
+def save_arrays(path: str | Path, **arrays: Any) -> None:
+    """numpy arrays as one checked ``.npz`` entry (read back with ``load_arrays``)."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    store_checked(path, buffer.getvalue())
+
+
+def load_arrays(path: str | Path, what: str, redo: str, names: Iterable[str]) -> dict | None:
+    """The named arrays of a checked ``.npz`` entry; None when missing or corrupt (deleted, one line)."""
+    import numpy as np
+
+    data = read_checked(path, what, redo)
+    if data is None:
+        return None
+    try:
+        with np.load(io.BytesIO(data)) as raw:
+            return {name: raw[name] for name in names}
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        return discard(path, what, f"was corrupt ({type(exc).__name__})", redo)
 
 
 def load_json(path: str | Path, what: str, redo: str, keys: Iterable[str] = ()) -> dict | None:

@@ -66,13 +66,15 @@ def evaluate(cfg: Config, data: Dataset, trained: TrainedModel, golden: GoldenMo
     # Oracle: each sample leaves at its first correct exit (the final one if none is correct).
     oracle_exit = np.where(correct.any(axis=0), np.argmax(correct, axis=0), len(z_test) - 1)
     overthinking = correct[:-1].any(axis=0) & ~correct[-1]
-    exits = tuple(ExitStats(
-        position=position, head=golden.heads[position].name, accuracy=float(correct[k].mean()),
-        exit_rate=float((exit_index == k).mean()), val_exit_rate=float((val_exit_index == k).mean()),
-        exited_accuracy=float((prediction[exit_index == k] == y[exit_index == k]).mean()) if (exit_index == k).any() else None,
-        threshold=_jsonable(thresholds[k]) if k < len(thresholds) else None, cost_ratio=float(costs[k]),
-        macs_block=golden.blocks[position].macs, macs_head=golden.heads[position].macs, logit_exp=exps[k])
-        for k, position in enumerate(golden.exits))
+    exits = []
+    for k, position in enumerate(golden.exits):
+        leaves = exit_index == k
+        exits.append(ExitStats(
+            position=position, head=golden.heads[position].name, accuracy=float(correct[k].mean()),
+            exit_rate=float(leaves.mean()), val_exit_rate=float((val_exit_index == k).mean()),
+            exited_accuracy=float((prediction[leaves] == y[leaves]).mean()) if leaves.any() else None,
+            threshold=_jsonable(thresholds[k]) if k < len(thresholds) else None, cost_ratio=float(costs[k]),
+            macs_block=golden.blocks[position].macs, macs_head=golden.heads[position].macs, logit_exp=exps[k]))
     return Evaluation(
         config=cfg.name, dataset=data.name,
         samples={"train": len(data.y_train), "val": len(data.y_val), "test": len(y)},
@@ -86,7 +88,7 @@ def evaluate(cfg: Config, data: Dataset, trained: TrainedModel, golden: GoldenMo
         golden_mismatches=int(differs.sum()),
         golden_first_mismatch=first_mismatch,
         golden_checked={"samples": len(y), "exits": len(z_test)},
-        exits=exits,
+        exits=tuple(exits),
         train_seconds=trained.seconds,
         checkpoint_cached=trained.cached,
     )

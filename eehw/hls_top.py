@@ -253,11 +253,10 @@ def write_block_design(viv_dir: Path, design: TopDesign, board: Board, cells, fi
     the HLS top's IPs, or the packaged RTL top (``package``: its top and sources, eehw.rtl_ip).
     ``registers`` (cell, offset, what[, exit]) get the addresses of their cell's 64K segment."""
     fclk = board.shell.get("fclk_mhz", board.clock_mhz)
-    slaves = []
+    bases: dict[str, str] = {}  # each AXI-Lite cell's segment, in order of its first register
     for r in registers:
-        if r["cell"] not in [s["cell"] for s in slaves]:
-            slaves.append({"cell": r["cell"], "base": f"0x{LITE_BASE + len(slaves) * LITE_STRIDE:08X}"})
-    bases = {s["cell"]: s["base"] for s in slaves}
+        bases.setdefault(r["cell"], f"0x{LITE_BASE + len(bases) * LITE_STRIDE:08X}")
+    slaves = [{"cell": cell, "base": base} for cell, base in bases.items()]
     tcl = viv_dir / "eehw_bd.tcl"
     tcl.write_text(jinja_env().get_template("vivado/eehw_bd.tcl.j2").render(
         d={"name": design.name, "input_word_bits": INPUT_WORD_BITS}, board=board, fclk_mhz=_num(fclk),

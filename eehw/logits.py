@@ -8,12 +8,10 @@ same logits, so they are computed once per trained model and code version.
 from __future__ import annotations
 
 import hashlib
-import io
-import zipfile
 
 import numpy as np
 
-from eehw.cache import code_hash, discard, read_checked, store_checked
+from eehw.cache import code_hash, load_arrays, save_arrays
 from eehw.paths import cache_dir
 
 
@@ -24,21 +22,12 @@ def cached_logits(cfg, data, golden) -> dict[str, list[np.ndarray] | np.ndarray]
     path = cache_dir() / "logits" / f"{cfg.name}-{key}.npz"
     k = len(golden.exits)
     names = ["y_val", "y_test", *(f"{split}{i}" for split in ("val", "test") for i in range(k))]
-    stored = read_checked(path, "logits", "recomputing")
-    if stored is not None:
-        try:
-            with np.load(io.BytesIO(stored)) as raw:
-                z = {name: raw[name] for name in names}
-        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            discard(path, "logits", f"was corrupt ({type(exc).__name__})", "recomputing")
-            z = None
-        # The same weights on another split of the data (a test subset) are computed afresh.
-        if z is not None and np.array_equal(z["y_val"], data.y_val) and np.array_equal(z["y_test"], data.y_test):
-            return {"val": [z[f"val{i}"] for i in range(k)], "test": [z[f"test{i}"] for i in range(k)],
-                    "y_val": z["y_val"], "y_test": z["y_test"]}
+    z = load_arrays(path, "logits", "recomputing", names)
+    # The same weights on another split of the data (a test subset) are computed afresh.
+    if z is not None and np.array_equal(z["y_val"], data.y_val) and np.array_equal(z["y_test"], data.y_test):
+        return {"val": [z[f"val{i}"] for i in range(k)], "test": [z[f"test{i}"] for i in range(k)],
+                "y_val": z["y_val"], "y_test": z["y_test"]}
     z_val, z_test = golden.forward(data.x_val), golden.forward(data.x_test)
-    buffer = io.BytesIO()
-    np.savez(buffer, y_val=data.y_val, y_test=data.y_test, **{f"val{i}": z for i, z in enumerate(z_val)},
-             **{f"test{i}": z for i, z in enumerate(z_test)})
-    store_checked(path, buffer.getvalue())
+    save_arrays(path, y_val=data.y_val, y_test=data.y_test, **{f"val{i}": z for i, z in enumerate(z_val)},
+                **{f"test{i}": z for i, z in enumerate(z_test)})
     return {"val": z_val, "test": z_test, "y_val": data.y_val, "y_test": data.y_test}

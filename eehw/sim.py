@@ -14,21 +14,19 @@ them with the golden model.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 import tempfile
 import threading
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 import numpy as np
 
-from eehw.cache import discard, read_checked, store_checked
+from eehw.cache import load_arrays, save_arrays
 from eehw.errors import EehwError
 from eehw.paths import cache_dir, shipped
 from eehw.rtl import RtlDesign
@@ -334,27 +332,20 @@ def simulate(rtl: RtlDesign, x_int: np.ndarray, thresholds: list[int | None], *,
 
 
 def _store_run(path: Path, raw: dict) -> None:
-    buffer = io.BytesIO()
     # Result words can be wider than 64 bits: kept as hex text.
-    np.savez(buffer, in_cycle=raw["in_cycle"], out_cycle=raw["out_cycle"], tag=np.asarray(raw["tag"], np.int64),
-             data=np.asarray([f"{d:x}" for d in raw["data"]]),
-             scalars=np.asarray([raw["cycles"], int(raw["error"]), raw["seconds"]], np.float64))
-    store_checked(path, buffer.getvalue())
+    save_arrays(path, in_cycle=raw["in_cycle"], out_cycle=raw["out_cycle"], tag=np.asarray(raw["tag"], np.int64),
+                data=np.asarray([f"{d:x}" for d in raw["data"]]),
+                scalars=np.asarray([raw["cycles"], int(raw["error"]), raw["seconds"]], np.float64))
 
 
 def _cached_run(path: Path) -> dict | None:
-    stored = read_checked(path, "simulation result", "simulating again")
-    if stored is None:
+    z = load_arrays(path, "simulation result", "simulating again", ("in_cycle", "out_cycle", "tag", "data", "scalars"))
+    if z is None:
         return None
-    try:
-        with np.load(io.BytesIO(stored)) as z:
-            cycles, error, seconds = z["scalars"].tolist()
-            return {"in_cycle": z["in_cycle"], "out_cycle": z["out_cycle"], "tag": [int(t) for t in z["tag"]],
-                    "data": [int(str(d), 16) for d in z["data"]], "cycles": int(cycles), "error": bool(error),
-                    "seconds": float(seconds)}
-    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        discard(path, "simulation result", f"was corrupt ({type(exc).__name__})", "simulating again")
-        return None
+    cycles, error, seconds = z["scalars"].tolist()
+    return {"in_cycle": z["in_cycle"], "out_cycle": z["out_cycle"], "tag": [int(t) for t in z["tag"]],
+            "data": [int(str(d), 16) for d in z["data"]], "cycles": int(cycles), "error": bool(error),
+            "seconds": float(seconds)}
 
 
 def _simulate_cocotb(rtl: RtlDesign, rows: np.ndarray, total: int, cfg: dict) -> SimResult:
