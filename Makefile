@@ -9,7 +9,7 @@ CONFIG ?= digits_mlp
 STAMP  := $(VENV)/.installed
 EEHW   := $(VENV)/bin/eehw
 
-.PHONY: all synth dse sim train evaluate test tools boards clean
+.PHONY: all synth dse sim train evaluate test test-fast lint tools boards clean
 
 all: synth
 
@@ -59,6 +59,16 @@ boards: $(STAMP)
 
 test: tools
 	$(VENV)/bin/python -m pytest -q
+
+# The tests that neither train nor synthesise (a few minutes); a test that does and is not
+# marked slow fails here (conftest.py).
+test-fast: tools
+	EEHW_TEST_FAST=1 $(VENV)/bin/python -m pytest -q -m "not slow"
+
+# ruff lint and format check, as CI runs them before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf build

@@ -27,9 +27,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("digits_cnn", "mnist1d_cnn", "fmnist_cnn")
-RATIOS = (("luts_at_equal_throughput", "LUTs at equal throughput"),
-          ("throughput_at_equal_luts", "throughput at equal LUTs"),
-          ("mean_latency_at_equal_accuracy", "mean latency at equal accuracy"))
+RATIOS = (
+    ("luts_at_equal_throughput", "LUTs at equal throughput"),
+    ("throughput_at_equal_luts", "throughput at equal LUTs"),
+    ("mean_latency_at_equal_accuracy", "mean latency at equal accuracy"),
+)
 
 
 def _eehw(args: list[str], env: dict) -> float:
@@ -66,12 +68,16 @@ def bench(config: str, board: str, root: Path) -> None:
             continue
         measured = r.get("measured_ratio")
         note = " (beyond the worst-case ceiling)" if r.get("ignores_worst_case_ceiling") else ""
-        print(f"  {name:32s} measured {measured if measured is None else f'{measured:.3f}x'}   "
-              f"predicted {r['ratio']:.3f}x{note}")
+        print(
+            f"  {name:32s} measured {measured if measured is None else f'{measured:.3f}x'}   "
+            f"predicted {r['ratio']:.3f}x{note}"
+        )
         for role, ident in (("early exit", r.get("design")), ("baseline", r.get("baseline_design"))):
             if ident in validated:
-                print(f"    {role:10s} {ident:24s} {_resources(validated[ident])}   "
-                      f"{validated[ident]['measured']['throughput_samples_per_cycle']:.6f} samples/cycle")
+                print(
+                    f"    {role:10s} {ident:24s} {_resources(validated[ident])}   "
+                    f"{validated[ident]['measured']['throughput_samples_per_cycle']:.6f} samples/cycle"
+                )
     print(f"  chosen   {_resources(dse['chosen'])}   exits {dse['chosen']['exits']}")
     print(f"  baseline {_resources(dse['baseline'])}")
 

@@ -27,15 +27,17 @@ FIELDS = ("exit_index", "prediction", "confidence", "in_cycle", "out_cycle")
 def _line(name: str, sim) -> str:
     """Speed over the clocked run (reset release to last result) and over the whole call
     (simulator start-up, input and log files included)."""
-    return (f"  {name:16} {sim.samples / sim.sim_seconds:9.1f} samples/s {sim.cycles / sim.sim_seconds:10.0f} cycles/s "
-            f"clocked; {sim.samples / sim.wall_seconds:9.1f} samples/s with start-up ({sim.samples} samples, "
-            f"{sim.wall_seconds:.1f} s)")
+    return (
+        f"  {name:16} {sim.samples / sim.sim_seconds:9.1f} samples/s {sim.cycles / sim.sim_seconds:10.0f} cycles/s "
+        f"clocked; {sim.samples / sim.wall_seconds:9.1f} samples/s with start-up ({sim.samples} samples, "
+        f"{sim.wall_seconds:.1f} s)"
+    )
 
 
 def main() -> None:
     from eehw import flow
-    from eehw.measure import expected_outputs
-    from eehw.sim import simulate
+    from eehw.hw.measure import expected_outputs
+    from eehw.hw.rtl.sim import simulate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("configs", nargs="*", default=CONFIGS)
@@ -55,10 +57,14 @@ def main() -> None:
             simulate(rtl, x_int[:2], thresholds, harness=harness)
         old = simulate(rtl, x_int[:n], thresholds, harness="cocotb")
         new_same = simulate(rtl, x_int[:n], thresholds)
-        same = all(np.array_equal(getattr(old, f), getattr(new_same, f)) for f in FIELDS) and old.cycles == new_same.cycles
+        same = (
+            all(np.array_equal(getattr(old, f), getattr(new_same, f)) for f in FIELDS) and old.cycles == new_same.cycles
+        )
         new = simulate(rtl, x_int, thresholds, repeat=max(1, -(-1000 // len(x_int))))
-        print(f"{config}: {rtl.top}, {new.cycles / new.samples:.0f} cycles/sample streamed, "
-              f"latency bound {rtl.latency_bound}")
+        print(
+            f"{config}: {rtl.top}, {new.cycles / new.samples:.0f} cycles/sample streamed, "
+            f"latency bound {rtl.latency_bound}"
+        )
         print(_line("per-cycle cocotb", old))
         print(_line("wrapper", new))
         ratio = (new.cycles / new.sim_seconds) / (old.cycles / old.sim_seconds)
@@ -68,9 +74,13 @@ def main() -> None:
         low = [max(1, t // 4) for t in thresholds]  # samples leave at every exit
         bp = simulate(rtl, x_int, low, repeat=repeat, gap_p=0.3, stall_p=0.4, seed=7)
         exp_exit, exp_class = expected_outputs(design.golden, rtl, flow._policy(design), x, low)
-        mismatches = int(((bp.exit_index != np.tile(exp_exit, repeat)) | (bp.prediction != np.tile(exp_class, repeat))).sum())
-        print(f"  backpressure     {bp.samples} samples: {bp.missing} lost, {bp.duplicates} duplicated, "
-              f"{mismatches} mismatches, error flag {bp.error_flag}, {bp.cycles} cycles in {bp.wall_seconds:.1f} s")
+        mismatches = int(
+            ((bp.exit_index != np.tile(exp_exit, repeat)) | (bp.prediction != np.tile(exp_class, repeat))).sum()
+        )
+        print(
+            f"  backpressure     {bp.samples} samples: {bp.missing} lost, {bp.duplicates} duplicated, "
+            f"{mismatches} mismatches, error flag {bp.error_flag}, {bp.cycles} cycles in {bp.wall_seconds:.1f} s"
+        )
         print(_line("wrapper, random", bp))
 
 

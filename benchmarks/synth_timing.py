@@ -24,8 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _synth(config: str, board: str, env: dict) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "eehw.cli", "synth", config, "--board", board], check=True, env=env,
-                   cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "eehw.cli", "synth", config, "--board", board],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -43,7 +48,7 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
         os.environ.update(env)
         from eehw import flow
-        from eehw.sim import simulate
+        from eehw.hw.rtl.sim import simulate
 
         design = flow.run(args.config, board=args.board, stop_after="rtl")
         x_int = design.golden.quantize_input(design.data.x_test)
@@ -52,11 +57,15 @@ def main() -> None:
     ee, base = report, report["baseline"]
     print(f"{args.config} on {args.board}")
     print(f"  make synth cold {cold:7.1f} s   warm {warm:7.1f} s   (warm/cold {warm / cold:.3f})")
-    print(f"  simulation      {sim.samples / sim.wall_seconds:9.0f} samples/s, "
-          f"{sim.cycles / sim.wall_seconds:9.0f} cycles/s ({sim.samples} samples)")
-    rows = [("mean latency (cycles)", ee["latency_cycles"]["mean"], base["latency_cycles"]["mean"]),
-            ("throughput (samples/cycle)", ee["throughput_samples_per_cycle"], base["throughput_samples_per_cycle"]),
-            ("LUT", ee["resources"]["LUT"], base["resources"]["LUT"])]
+    print(
+        f"  simulation      {sim.samples / sim.wall_seconds:9.0f} samples/s, "
+        f"{sim.cycles / sim.wall_seconds:9.0f} cycles/s ({sim.samples} samples)"
+    )
+    rows = [
+        ("mean latency (cycles)", ee["latency_cycles"]["mean"], base["latency_cycles"]["mean"]),
+        ("throughput (samples/cycle)", ee["throughput_samples_per_cycle"], base["throughput_samples_per_cycle"]),
+        ("LUT", ee["resources"]["LUT"], base["resources"]["LUT"]),
+    ]
     for name, a, b in rows:
         print(f"  {name:28s} early exit {a:10.4g}   baseline {b:10.4g}   ratio {a / b:6.3f}")
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from eehw.cache import atomic_write_text
 from eehw.errors import EehwError
-from eehw.policies import PolicyParams
+from eehw.policy.policies import PolicyParams
 
 SCHEMA_VERSION = 1
 
@@ -37,35 +37,53 @@ class ExitChoice:
 
     def __post_init__(self) -> None:
         if not self.exits or len(self.heads) != len(self.exits) or len(self.thresholds) != len(self.exits) - 1:
-            raise EehwError(f"exit choice of {self.config}: {len(self.exits)} exits need as many heads and one "
-                            f"threshold per early exit (got {len(self.heads)} heads, {len(self.thresholds)} "
-                            f"thresholds)")
+            raise EehwError(
+                f"exit choice of {self.config}: {len(self.exits)} exits need as many heads and one "
+                f"threshold per early exit (got {len(self.heads)} heads, {len(self.thresholds)} "
+                f"thresholds)"
+            )
 
     def to_json(self) -> dict:
-        return {"schema": SCHEMA_VERSION, "kind": "exit_choice", "config": self.config, "board": self.board,
-                "training_hash": self.training_hash, "exits": list(self.exits), "heads": list(self.heads),
-                "policy": {"name": self.policy.name.value,
-                           "shifts": list(self.policy.shifts) if self.policy.shifts else None,
-                           "frac_bits": self.policy.frac_bits},
-                "thresholds": list(self.thresholds),
-                "folding": {k: list(v) for k, v in self.folding.items()},
-                "baseline_folding": {k: list(v) for k, v in self.baseline_folding.items()}}
+        return {
+            "schema": SCHEMA_VERSION,
+            "kind": "exit_choice",
+            "config": self.config,
+            "board": self.board,
+            "training_hash": self.training_hash,
+            "exits": list(self.exits),
+            "heads": list(self.heads),
+            "policy": {
+                "name": self.policy.name.value,
+                "shifts": list(self.policy.shifts) if self.policy.shifts else None,
+                "frac_bits": self.policy.frac_bits,
+            },
+            "thresholds": list(self.thresholds),
+            "folding": {k: list(v) for k, v in self.folding.items()},
+            "baseline_folding": {k: list(v) for k, v in self.baseline_folding.items()},
+        }
 
     @classmethod
     def from_json(cls, raw: dict, where: str = "exit choice") -> ExitChoice:
         if not isinstance(raw, dict) or raw.get("kind") != "exit_choice":
             raise EehwError(f"{where} is not an exit choice written by `eehw dse`; rerun it or delete the file")
         if raw.get("schema") != SCHEMA_VERSION:
-            raise EehwError(f"{where} has schema {raw.get('schema')!r}, this eehw reads {SCHEMA_VERSION}; "
-                            f"rerun `eehw dse` or delete the file")
+            raise EehwError(
+                f"{where} has schema {raw.get('schema')!r}, this eehw reads {SCHEMA_VERSION}; "
+                f"rerun `eehw dse` or delete the file"
+            )
         try:
             pol = raw["policy"]
-            return cls(config=str(raw["config"]), board=str(raw["board"]), training_hash=str(raw["training_hash"]),
-                       exits=tuple(int(e) for e in raw["exits"]), heads=tuple(str(h) for h in raw["heads"]),
-                       policy=PolicyParams(pol["name"], shifts=pol.get("shifts"), frac_bits=int(pol["frac_bits"])),
-                       thresholds=tuple(None if t is None else int(t) for t in raw["thresholds"]),
-                       folding={k: (int(v[0]), int(v[1])) for k, v in raw["folding"].items()},
-                       baseline_folding={k: (int(v[0]), int(v[1])) for k, v in raw["baseline_folding"].items()})
+            return cls(
+                config=str(raw["config"]),
+                board=str(raw["board"]),
+                training_hash=str(raw["training_hash"]),
+                exits=tuple(int(e) for e in raw["exits"]),
+                heads=tuple(str(h) for h in raw["heads"]),
+                policy=PolicyParams(pol["name"], shifts=pol.get("shifts"), frac_bits=int(pol["frac_bits"])),
+                thresholds=tuple(None if t is None else int(t) for t in raw["thresholds"]),
+                folding={k: (int(v[0]), int(v[1])) for k, v in raw["folding"].items()},
+                baseline_folding={k: (int(v[0]), int(v[1])) for k, v in raw["baseline_folding"].items()},
+            )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise EehwError(f"{where} lacks or mangles {exc}; rerun `eehw dse` or delete the file") from None
 
@@ -134,32 +152,69 @@ class Evaluation:
 
     def to_json(self) -> dict:
         p = self.policy
-        return {"schema": SCHEMA_VERSION, "kind": "evaluation", "config": self.config, "dataset": self.dataset,
-                "samples": dict(self.samples),
-                "policy": {"name": p.name.value, "mode": self.mode, "max_drop_pp": self.max_drop_pp,
-                           "temperatures": list(p.temperatures) if p.temperatures else None,
-                           "shifts": list(p.shifts) if p.shifts else None, "frac_bits": p.frac_bits},
-                "accuracy": self.accuracy, "final_accuracy": self.final_accuracy,
-                "mean_cost_ratio": self.mean_cost_ratio, "oracle_cost_ratio": self.oracle_cost_ratio,
-                "oracle_accuracy": self.oracle_accuracy, "overthinking": self.overthinking,
-                "golden_mismatches": self.golden_mismatches, "golden_first_mismatch": self.golden_first_mismatch,
-                "golden_checked": dict(self.golden_checked), "exits": [asdict(e) for e in self.exits],
-                "train_seconds": self.train_seconds, "checkpoint_cached": self.checkpoint_cached}
+        return {
+            "schema": SCHEMA_VERSION,
+            "kind": "evaluation",
+            "config": self.config,
+            "dataset": self.dataset,
+            "samples": dict(self.samples),
+            "policy": {
+                "name": p.name.value,
+                "mode": self.mode,
+                "max_drop_pp": self.max_drop_pp,
+                "temperatures": list(p.temperatures) if p.temperatures else None,
+                "shifts": list(p.shifts) if p.shifts else None,
+                "frac_bits": p.frac_bits,
+            },
+            "accuracy": self.accuracy,
+            "final_accuracy": self.final_accuracy,
+            "mean_cost_ratio": self.mean_cost_ratio,
+            "oracle_cost_ratio": self.oracle_cost_ratio,
+            "oracle_accuracy": self.oracle_accuracy,
+            "overthinking": self.overthinking,
+            "golden_mismatches": self.golden_mismatches,
+            "golden_first_mismatch": self.golden_first_mismatch,
+            "golden_checked": dict(self.golden_checked),
+            "exits": [asdict(e) for e in self.exits],
+            "train_seconds": self.train_seconds,
+            "checkpoint_cached": self.checkpoint_cached,
+        }
 
     @classmethod
     def from_json(cls, raw: dict, where: str = "evaluation") -> Evaluation:
         raw = _checked(raw, "evaluation", where, "rerun `eehw evaluate`")
         try:
             pol = raw["policy"]
-            return cls(config=raw["config"], dataset=raw["dataset"], samples=dict(raw["samples"]),
-                       policy=PolicyParams(pol["name"], temperatures=pol.get("temperatures"), shifts=pol.get("shifts"),
-                                           frac_bits=int(pol["frac_bits"])),
-                       mode=pol["mode"], max_drop_pp=pol.get("max_drop_pp"),
-                       exits=tuple(ExitStats(**e) for e in raw["exits"]),
-                       **{k: raw[k] for k in ("accuracy", "final_accuracy", "mean_cost_ratio", "oracle_cost_ratio",
-                                              "oracle_accuracy", "overthinking", "golden_mismatches",
-                                              "golden_first_mismatch", "golden_checked", "train_seconds",
-                                              "checkpoint_cached")})
+            return cls(
+                config=raw["config"],
+                dataset=raw["dataset"],
+                samples=dict(raw["samples"]),
+                policy=PolicyParams(
+                    pol["name"],
+                    temperatures=pol.get("temperatures"),
+                    shifts=pol.get("shifts"),
+                    frac_bits=int(pol["frac_bits"]),
+                ),
+                mode=pol["mode"],
+                max_drop_pp=pol.get("max_drop_pp"),
+                exits=tuple(ExitStats(**e) for e in raw["exits"]),
+                **{
+                    k: raw[k]
+                    for k in (
+                        "accuracy",
+                        "final_accuracy",
+                        "mean_cost_ratio",
+                        "oracle_cost_ratio",
+                        "oracle_accuracy",
+                        "overthinking",
+                        "golden_mismatches",
+                        "golden_first_mismatch",
+                        "golden_checked",
+                        "train_seconds",
+                        "checkpoint_cached",
+                    )
+                },
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise EehwError(f"{where} lacks or mangles {exc}; rerun `eehw evaluate`") from None
 
@@ -171,7 +226,7 @@ class Evaluation:
 class Measurement:
     """One generated design as simulated (cycle-accurate, every test sample, each result checked
     against the golden model) and, once synthesised, its resources. The flow's report and the
-    DSE's validation both hold these, made by the same functions (eehw.measure)."""
+    DSE's validation both hold these, made by the same functions (eehw.hw.measure)."""
 
     top: str
     latency_bound: int  # the stated worst case, cycles
@@ -187,7 +242,7 @@ class Measurement:
     predictions: np.ndarray  # class per sample, back-to-back run
     exit_index: np.ndarray  # exit per sample, back-to-back run
     error_flag: bool
-    resources: dict | None = None  # eehw.measure.resources: totals, per block, fit, timing
+    resources: dict | None = None  # eehw.hw.measure.resources: totals, per block, fit, timing
     synthesis_seconds: float | None = None
 
     ARRAYS = ("latency_cycles_raw", "predictions", "exit_index")
@@ -195,7 +250,7 @@ class Measurement:
     @property
     def exit_rates(self) -> list[float]:
         taken = self.exit_index[self.exit_index >= 0]
-        n_exits = len(self.latency_cycles["per_exit"])  # eehw.measure.latency_stats: one entry per exit
+        n_exits = len(self.latency_cycles["per_exit"])  # eehw.hw.measure.latency_stats: one entry per exit
         return [float(x) for x in np.bincount(taken, minlength=n_exits) / max(1, len(self.exit_index))]
 
     def with_resources(self, resources: dict, seconds: float | None = None) -> Measurement:

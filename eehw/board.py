@@ -11,16 +11,28 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, NoReturn
-
+from typing import Any
 
 from eehw.errors import EehwError
 from eehw.paths import shipped
-from eehw.yamlfile import read_yaml
+from eehw.yamlfile import YamlReader, read_yaml
 
 #: Values accepted by Yosys ``synth_xilinx -family``; checked so a typo fails here, not in Yosys.
-YOSYS_FAMILIES = ("xcup", "xcu", "xc7", "xc6s", "xc6v", "xc5v", "xc4v",
-                  "xc3sda", "xc3sa", "xc3se", "xc3s", "xc2vp", "xc2v")
+YOSYS_FAMILIES = (
+    "xcup",
+    "xcu",
+    "xc7",
+    "xc6s",
+    "xc6v",
+    "xc5v",
+    "xc4v",
+    "xc3sda",
+    "xc3sa",
+    "xc3se",
+    "xc3s",
+    "xc2vp",
+    "xc2v",
+)
 
 _BOARD_KEYS = ("name", "part", "family", "clock_mhz", "budget", "shell", "description")
 _SHELL_REQUIRED = ("type",)
@@ -81,16 +93,18 @@ class Resources:
 
     def overruns(self, budget: Resources) -> list[Overrun]:
         """Resources of ``self`` that exceed ``budget``, in report order; empty when it fits."""
-        return [Overrun(n, getattr(self, n), getattr(budget, n))
-                for n in self.names() if getattr(self, n) > getattr(budget, n)]
+        return [
+            Overrun(n, getattr(self, n), getattr(budget, n))
+            for n in self.names()
+            if getattr(self, n) > getattr(budget, n)
+        ]
 
     def fits(self, budget: Resources) -> bool:
         return not self.overruns(budget)
 
     def utilisation(self, budget: Resources) -> dict[str, float]:
         """Fraction of each budgeted resource used (may exceed 1.0)."""
-        return {n: getattr(self, n) / getattr(budget, n) if getattr(budget, n) else float("inf")
-                for n in self.names()}
+        return {n: getattr(self, n) / getattr(budget, n) if getattr(budget, n) else float("inf") for n in self.names()}
 
 
 @dataclass(frozen=True)
@@ -122,13 +136,16 @@ def resolve_board_path(name_or_path: str | Path) -> Path:
     if Path(text).suffix in (".yaml", ".yml"):
         path = Path(text)
         if not path.is_file():
-            raise EehwError(f"board file {path} does not exist; check the path or use one of: "
-                            f"{', '.join(known_boards())}")
+            raise EehwError(
+                f"board file {path} does not exist; check the path or use one of: {', '.join(known_boards())}"
+            )
         return path
     path = boards_dir() / f"{text}.yaml"
     if not text or "/" in text or "\\" in text or not path.is_file():
-        raise EehwError(f"unknown board {text!r}; known boards: {', '.join(known_boards())} "
-                        f"(or give the path of a .yaml board file)")
+        raise EehwError(
+            f"unknown board {text!r}; known boards: {', '.join(known_boards())} "
+            f"(or give the path of a .yaml board file)"
+        )
     return path
 
 
@@ -140,14 +157,13 @@ def load_board(name_or_path: str | Path) -> Board:
 
 def parse_board(raw: Any, source: Path) -> Board:
     """Validate the parsed YAML of a board file; every problem is one line naming file and key."""
-    check = _Checker(source)
+    check = YamlReader(source, "board file", example=boards_dir() / "pynq-z2.yaml")
     top = check.mapping(raw, "", required=_BOARD_KEYS, optional=())
     budget = check.mapping(top["budget"], "budget", required=Resources.names(), optional=())
     shell = check.mapping(top["shell"], "shell", required=_SHELL_REQUIRED, optional=_SHELL_OPTIONAL)
     family = check.string(top["family"], "family")
     if family not in YOSYS_FAMILIES:
-        check.fail("family", f"unknown Yosys synth_xilinx family {family!r}; "
-                             f"valid: {', '.join(YOSYS_FAMILIES)}")
+        check.fail("family", f"unknown Yosys synth_xilinx family {family!r}; valid: {', '.join(YOSYS_FAMILIES)}")
     check.string(shell["type"], "shell.type")
     if "axi_dma" in shell and not isinstance(shell["axi_dma"], bool):
         check.fail("shell.axi_dma", f"must be true or false, got {shell['axi_dma']!r}")
@@ -160,63 +176,8 @@ def parse_board(raw: Any, source: Path) -> Board:
         part=check.string(top["part"], "part"),
         family=family,
         clock_mhz=check.positive_number(top["clock_mhz"], "clock_mhz"),
-        budget=Resources(**{k: check.positive_int(budget[k], f"budget.{k}")
-                            for k in Resources.names()}),
+        budget=Resources(**{k: check.positive_int(budget[k], f"budget.{k}") for k in Resources.names()}),
         shell=dict(shell),
         description=check.string(top["description"], "description"),
         source=source,
     )
-
-
-class _Checker:
-    """Raises one-line EehwErrors that name the board file and the dotted key."""
-
-    def __init__(self, source: Path) -> None:
-        self.source = source
-
-    def fail(self, key: str, problem: str) -> NoReturn:
-        where = f"key '{key}' " if key else ""
-        raise EehwError(f"board file {self.source}: {where}{problem}")
-
-    def mapping(self, value: Any, key: str, required: tuple[str, ...],
-                optional: tuple[str, ...]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            what = "the file" if not key else f"key '{key}'"
-            raise EehwError(f"board file {self.source}: {what} must be a mapping of keys to "
-                            f"values, got {_kind(value)}")
-        prefix = f"{key}." if key else ""
-        allowed = required + optional
-        for name in value:
-            if name not in allowed:
-                raise EehwError(f"board file {self.source}: unknown key '{prefix}{name}'; "
-                                f"valid keys{' in ' + key if key else ''}: {', '.join(allowed)}")
-        for name in required:
-            if name not in value:
-                raise EehwError(f"board file {self.source}: missing key '{prefix}{name}'; add it "
-                                f"(see {boards_dir() / 'pynq-z2.yaml'} for an example)")
-        return value
-
-    def string(self, value: Any, key: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            self.fail(key, f"must be a non-empty string, got {_kind(value)}")
-        return value
-
-    def positive_int(self, value: Any, key: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            self.fail(key, f"must be a positive integer, got {_kind(value)}")
-        return value
-
-    def positive_number(self, value: Any, key: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-            self.fail(key, f"must be a positive number, got {_kind(value)}")
-        return float(value)
-
-
-def _kind(value: Any) -> str:
-    """A short, single-line rendering of a bad value for error messages."""
-    if value is None:
-        return "nothing (empty value)"
-    if isinstance(value, (dict, list)):
-        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

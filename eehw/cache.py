@@ -17,8 +17,8 @@ import json
 import os
 import secrets
 import sys
-import zipfile
 import sysconfig
+import zipfile
 from collections.abc import Callable, Iterable
 from importlib.machinery import ModuleSpec, PathFinder
 from importlib.metadata import PackageNotFoundError, version
@@ -79,8 +79,11 @@ def _source_files(source: ModuleType | str | Path) -> list[tuple[str, Path]]:
     if path.is_file():
         return [(path.name, path)]
     if path.is_dir():
-        return [(str(p.relative_to(path)), p) for p in sorted(path.rglob("*"))
-                if p.is_file() and "__pycache__" not in p.parts]
+        return [
+            (str(p.relative_to(path)), p)
+            for p in sorted(path.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        ]
     raise EehwError(f"cache: {path} does not exist, so it cannot be part of a cache key")
 
 
@@ -134,7 +137,7 @@ def _find_spec(name: str, search: list[str]) -> ModuleSpec | None:
         if not locations:
             return None
         try:
-            spec = PathFinder.find_spec(".".join(parts[:i + 1]), list(locations))
+            spec = PathFinder.find_spec(".".join(parts[: i + 1]), list(locations))
         except (ImportError, ValueError):
             return None
         if spec is None:
@@ -156,7 +159,7 @@ def _imports(path: Path, package: str) -> list[str]:
             base = node.module or ""
             if node.level:  # from . import x: against the package, one level up per extra dot
                 parts = package.split(".") if package else []
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
             if base:
                 names.append(base)
             names += [f"{base}.{alias.name}" if base else alias.name for alias in node.names if alias.name != "*"]

@@ -21,11 +21,15 @@ class _Parser(argparse.ArgumentParser):
 def _add_config(p: argparse.ArgumentParser) -> None:
     from eehw.config import DEFAULT_CONFIG
 
-    p.add_argument("config", nargs="?", default=DEFAULT_CONFIG,
-                   help=f"a config YAML path or a shipped config name (default: {DEFAULT_CONFIG})")
+    p.add_argument(
+        "config",
+        nargs="?",
+        default=DEFAULT_CONFIG,
+        help=f"a config YAML path or a shipped config name (default: {DEFAULT_CONFIG})",
+    )
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eehw", description="Early-exit neural networks to FPGA hardware.")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
@@ -47,33 +51,61 @@ def _parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("dse", help="co-design loop: exits, thresholds and folding under the board budget")
     _add_config(p)
     p.add_argument("--board", default="pynq-z2", help="board name or board YAML path (default: pynq-z2)")
-    p.add_argument("--objective", default="latency", choices=("latency", "throughput", "resources"),
-                   help="what the chosen design minimises or maximises (default: latency, i.e. mean cycles)")
-    p.add_argument("--min-accuracy", type=float, metavar="PERCENT",
-                   help="test accuracy floor in percent (default: the final exit's minus policy.max_drop_pp)")
+    p.add_argument(
+        "--objective",
+        default="latency",
+        choices=("latency", "throughput", "resources"),
+        help="what the chosen design minimises or maximises (default: latency, i.e. mean cycles)",
+    )
+    p.add_argument(
+        "--min-accuracy",
+        type=float,
+        metavar="PERCENT",
+        help="test accuracy floor in percent (default: the final exit's minus policy.max_drop_pp)",
+    )
     p.add_argument("--max-latency", type=float, metavar="CYCLES", help="mean latency ceiling in clock cycles")
-    p.add_argument("--max-worst-latency", type=float, metavar="CYCLES",
-                   help="ceiling on the worst-case latency (every sample to the final exit) in cycles "
-                        "(default: twice the no-exit baseline's, so inputs that never exit cannot slow the device "
-                        "down much)")
-    p.add_argument("--min-throughput", type=float, metavar="SAMPLES_PER_S",
-                   help="throughput floor in samples per second at the board clock")
-    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                   help="run characterisation and validation jobs on this Dask scheduler (default: the config's "
-                        "dse.scheduler, else local processes)")
+    p.add_argument(
+        "--max-worst-latency",
+        type=float,
+        metavar="CYCLES",
+        help="ceiling on the worst-case latency (every sample to the final exit) in cycles "
+        "(default: twice the no-exit baseline's, so inputs that never exit cannot slow the device "
+        "down much)",
+    )
+    p.add_argument(
+        "--min-throughput",
+        type=float,
+        metavar="SAMPLES_PER_S",
+        help="throughput floor in samples per second at the board clock",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run characterisation and validation jobs on this Dask scheduler (default: the config's "
+        "dse.scheduler, else local processes)",
+    )
     p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
-    p.add_argument("--validate", type=int, default=3, metavar="N",
-                   help="top designs generated, simulated whole and synthesised (default: 3)")
+    p.add_argument(
+        "--validate",
+        type=int,
+        default=3,
+        metavar="N",
+        help="top designs generated, simulated whole and synthesised (default: 3)",
+    )
 
-    p = verbs.add_parser("retune", help="new thresholds for the built design (register values only: nothing is "
-                                        "regenerated or resynthesised)")
+    p = verbs.add_parser(
+        "retune",
+        help="new thresholds for the built design (register values only: nothing is regenerated or resynthesised)",
+    )
     _add_config(p)
     p.add_argument("--board", default="pynq-z2", help="board name or board YAML path (default: pynq-z2)")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--max-drop", type=float, metavar="PP",
-                        help="accuracy within PP points of the final exit (on validation)")
-    target.add_argument("--budget", type=float, metavar="COST",
-                        help="mean cost at most COST x the final-exit network (on validation)")
+    target.add_argument(
+        "--max-drop", type=float, metavar="PP", help="accuracy within PP points of the final exit (on validation)"
+    )
+    target.add_argument(
+        "--budget", type=float, metavar="COST", help="mean cost at most COST x the final-exit network (on validation)"
+    )
     target.add_argument("--exit", type=int, metavar="K", help="every sample leaves at exit K of the built design")
 
     p = verbs.add_parser("compare", help="two designs side by side from their report.json files")
@@ -85,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     # Brevitas and torch warn about internals a user cannot act on.
     warnings.filterwarnings("ignore")
     try:
@@ -112,8 +144,10 @@ def _run(args: argparse.Namespace) -> int:
 
         for name in known_boards():
             b = load_board(name)
-            print(f"{b.name:10s} {b.part:22s} {b.clock_mhz:g} MHz  LUT {b.budget.LUT:,}  FF {b.budget.FF:,}  "
-                  f"BRAM18 {b.budget.BRAM18:,}  DSP {b.budget.DSP:,}")
+            print(
+                f"{b.name:10s} {b.part:22s} {b.clock_mhz:g} MHz  LUT {b.budget.LUT:,}  FF {b.budget.FF:,}  "
+                f"BRAM18 {b.budget.BRAM18:,}  DSP {b.budget.DSP:,}"
+            )
         return 0
     if args.verb == "sim":
         return _sim(args)
@@ -128,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(design.evaluation.to_json(), indent=2))
         else:
-            from eehw.evaluate import format_report
+            from eehw.policy.evaluate import format_report
 
             print(format_report(design.evaluation))
         return 0
@@ -137,8 +171,8 @@ def _run(args: argparse.Namespace) -> int:
 
         load_board(args.board)  # flow.run takes an empty name for "no board" and would skip the hardware
         design = flow.run(args.config, board=args.board)
-        from eehw.evaluate import format_report
-        from eehw.report import to_markdown
+        from eehw.policy.evaluate import format_report
+        from eehw.report.synth import to_markdown
 
         print(format_report(design.evaluation))
         print()
@@ -149,17 +183,20 @@ def _run(args: argparse.Namespace) -> int:
         return _dse(args)
     if args.verb == "retune":
         from eehw.board import load_board
-        from eehw.retune import format_retune, retune
+        from eehw.deploy.retune import format_retune, retune
 
         load_board(args.board)
         for flag, value in (("--max-drop", args.max_drop), ("--budget", args.budget)):
             if value is not None and not value >= 0:  # also refuses nan
                 raise EehwError(f"{flag} must be a non-negative number, got {value}")
-        print(format_retune(retune(args.config, args.board, max_drop_pp=args.max_drop, budget=args.budget,
-                                   exit=args.exit)))
+        print(
+            format_retune(
+                retune(args.config, args.board, max_drop_pp=args.max_drop, budget=args.budget, exit=args.exit)
+            )
+        )
         return 0
     if args.verb == "compare":
-        from eehw.compare import compare
+        from eehw.report.compare import compare
 
         compare(args.report_a, args.report_b)
         return 0
@@ -171,8 +208,8 @@ def _sim(args: argparse.Namespace) -> int:
         import pytest
     except ImportError:
         raise EehwError("eehw sim runs the testbenches with pytest: pip install pytest") from None
+    from eehw.hw.tools.verilator import verilator_env
     from eehw.paths import shipped
-    from eehw.verilator import verilator_env
 
     if args.keyword:
         _check_keyword(args.keyword)
@@ -198,16 +235,22 @@ def _check_keyword(expr: str) -> None:
         detail = getattr(exc, "msg", None) or getattr(exc, "message", None) or str(exc)
         column = getattr(exc, "offset", None) or getattr(exc, "column", None)
         where = f" at column {column}" if column else ""
-        raise EehwError(f"-k {expr!r} is not a pytest -k expression ({detail}{where}); "
-                        f"e.g. -k 'mvu or requant'") from None
+        raise EehwError(
+            f"-k {expr!r} is not a pytest -k expression ({detail}{where}); e.g. -k 'mvu or requant'"
+        ) from None
 
 
 def _dse(args: argparse.Namespace) -> int:
-    from eehw import dse
     from eehw.board import load_board
+    from eehw.dse.explore import run as run_dse
+    from eehw.dse.search import Constraints
 
-    for flag, value in (("--min-accuracy", args.min_accuracy), ("--max-latency", args.max_latency),
-                        ("--max-worst-latency", args.max_worst_latency), ("--min-throughput", args.min_throughput)):
+    for flag, value in (
+        ("--min-accuracy", args.min_accuracy),
+        ("--max-latency", args.max_latency),
+        ("--max-worst-latency", args.max_worst_latency),
+        ("--min-throughput", args.min_throughput),
+    ):
         if value is not None and not value > 0:  # also refuses nan
             raise EehwError(f"{flag} must be a positive number, got {value}")
     if args.workers is not None and args.workers < 1:
@@ -217,13 +260,22 @@ def _dse(args: argparse.Namespace) -> int:
     if args.min_accuracy is not None and args.min_accuracy > 100:
         raise EehwError(f"--min-accuracy is a percentage (0-100], got {args.min_accuracy}")
     clock = load_board(args.board).clock_mhz
-    constraints = dse.Constraints(
+    constraints = Constraints(
         min_accuracy=None if args.min_accuracy is None else args.min_accuracy / 100,
-        max_latency=args.max_latency, max_worst_latency=args.max_worst_latency,
-        min_throughput=None if args.min_throughput is None else args.min_throughput / (clock * 1e6))
-    report = dse.run(args.config, args.board, constraints=constraints, objective=args.objective,
-                     scheduler=args.scheduler, workers=args.workers, validate=args.validate)
-    from eehw.dse_report import to_markdown
+        max_latency=args.max_latency,
+        max_worst_latency=args.max_worst_latency,
+        min_throughput=None if args.min_throughput is None else args.min_throughput / (clock * 1e6),
+    )
+    report = run_dse(
+        args.config,
+        args.board,
+        constraints=constraints,
+        objective=args.objective,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        validate=args.validate,
+    )
+    from eehw.report.dse import to_markdown
 
     print(to_markdown(report))
     print("reports: " + ", ".join(report["paths"]))

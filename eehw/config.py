@@ -14,10 +14,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from eehw.data import DATASET_NAMES as DATASETS
 from eehw.errors import EehwError
+from eehw.model.data import DATASET_NAMES as DATASETS
 from eehw.paths import shipped
-from eehw.yamlfile import read_yaml
+from eehw.yamlfile import YamlReader, read_yaml
 
 DEFAULT_CONFIG = "digits_mlp"
 
@@ -149,11 +149,13 @@ class Config:
         user's own modules it imports. Every cache of trained weights keys on this."""
         from eehw import __version__
         from eehw.cache import code_hash, file_digest, package_version
-        from eehw.data import dataset_fingerprint
+        from eehw.model.data import dataset_fingerprint
 
         payload = {
             "version": __version__,
-            "code": code_hash("eehw.train", "eehw.model", "eehw.data"),
+            "code": code_hash(
+                "eehw.model.train", "eehw.model.net", "eehw.model.data", "eehw.model.npz_data", "eehw.model.splits"
+            ),
             "stack": {name: package_version(name) for name in ("torch", "brevitas")},
             "seed": self.seed,
             "data": self.data,
@@ -182,7 +184,7 @@ def _jsonable(obj: Any) -> Any:
 
 def factory_modules(cfg: Config) -> dict[str, Path]:
     """The factory's module and the user's own modules it imports (name -> file), looked up
-    from the config's folder first, as eehw.model imports it."""
+    from the config's folder first, as eehw.model.net imports it."""
     from eehw.cache import user_modules
 
     return user_modules(cfg.model.factory.split(":", 1)[0], [cfg.base_dir])
@@ -216,9 +218,10 @@ def load_config(name_or_path: str | Path) -> Config:
 
 
 def parse_config(raw: Any, source: Path) -> Config:
-    ctx = _Reader(source)
-    top = ctx.mapping(raw, "", required=("data", "model"),
-                      optional=("name", "seed", "training", "policy", "hardware", "dse"))
+    ctx = YamlReader(source, "config")
+    top = ctx.mapping(
+        raw, "", required=("data", "model"), optional=("name", "seed", "training", "policy", "hardware", "dse")
+    )
     data = ctx.mapping(top["data"], "data", required=("name",), optional=None)
     if data["name"] not in DATASETS:
         ctx.fail("data.name", f"unknown dataset '{data['name']}'; valid: {', '.join(DATASETS)}")
@@ -235,7 +238,7 @@ def parse_config(raw: Any, source: Path) -> Config:
     )
 
 
-def _parse_model(ctx: _Reader, raw: Any) -> ModelConfig:
+def _parse_model(ctx: YamlReader, raw: Any) -> ModelConfig:
     fields_ = [f.name for f in dataclasses.fields(ModelConfig)]
     m = ctx.mapping(raw, "model", required=(), optional=fields_)
     if "factory" in m:
@@ -246,7 +249,7 @@ def _parse_model(ctx: _Reader, raw: Any) -> ModelConfig:
         if extra:
             ctx.fail("model", f"keys {sorted(extra)} do not apply to a factory model")
         # A factory model brings its own widths; logit_bits is the output quantiser given to a
-        # head that has none (eehw.model.complete_structure).
+        # head that has none (eehw.model.net.complete_structure).
         logit_bits = ctx.integer(m.get("logit_bits", ModelConfig.logit_bits), "model.logit_bits", 2, 32)
         return ModelConfig(factory=factory, logit_bits=logit_bits)
     if "backbone" not in m:
@@ -274,7 +277,7 @@ def _parse_model(ctx: _Reader, raw: Any) -> ModelConfig:
     )
 
 
-def _parse_exits(ctx: _Reader, raw: Any, n_blocks: int, backbone: Backbone) -> tuple[ExitSpec, ...]:
+def _parse_exits(ctx: YamlReader, raw: Any, n_blocks: int, backbone: Backbone) -> tuple[ExitSpec, ...]:
     if not isinstance(raw, list):
         ctx.fail("model.exits", "must be a list of {after: BLOCK, head: TYPE}")
     by_block: dict[int, HeadType] = {}
@@ -295,13 +298,12 @@ def _parse_exits(ctx: _Reader, raw: Any, n_blocks: int, backbone: Backbone) -> t
     return tuple(ExitSpec(after=k, head=by_block[k]) for k in sorted(by_block))
 
 
-def _parse_training(ctx: _Reader, raw: Any) -> TrainingConfig:
+def _parse_training(ctx: YamlReader, raw: Any) -> TrainingConfig:
     fields_ = [f.name for f in dataclasses.fields(TrainingConfig)]
     t = ctx.mapping(raw, "training", required=(), optional=fields_)
     distill = None
     if t.get("distillation") is not None:
-        d = ctx.mapping(t["distillation"], "training.distillation", required=(),
-                        optional=("temperature", "alpha"))
+        d = ctx.mapping(t["distillation"], "training.distillation", required=(), optional=("temperature", "alpha"))
         distill = Distillation(
             temperature=ctx.number(d.get("temperature", 3.0), "training.distillation.temperature", minimum=1e-3),
             alpha=ctx.number(d.get("alpha", 0.5), "training.distillation.alpha", minimum=0.0, maximum=1.0),
@@ -324,7 +326,7 @@ def _parse_training(ctx: _Reader, raw: Any) -> TrainingConfig:
     )
 
 
-def _parse_policy(ctx: _Reader, raw: Any) -> PolicyConfig:
+def _parse_policy(ctx: YamlReader, raw: Any) -> PolicyConfig:
     fields_ = [f.name for f in dataclasses.fields(PolicyConfig)]
     p = ctx.mapping(raw, "policy", required=(), optional=fields_)
     name = p.get("name", "margin")
@@ -348,16 +350,21 @@ def _parse_policy(ctx: _Reader, raw: Any) -> PolicyConfig:
     )
 
 
-def _parse_hardware(ctx: _Reader, raw: Any) -> HardwareConfig:
+def _parse_hardware(ctx: YamlReader, raw: Any) -> HardwareConfig:
     h = ctx.mapping(raw, "hardware", required=(), optional=("max_simd", "max_pe", "folding", "memory"))
     folding = []
     overrides = ctx.mapping(h.get("folding", {}), "hardware.folding", required=(), optional=None)
     for layer, lanes in overrides.items():
         key = f"hardware.folding.{layer}"
         pair = ctx.mapping(lanes, key, required=("simd", "pe"), optional=())
-        folding.append((str(layer), ctx.integer(pair["simd"], f"{key}.simd", minimum=1),
-                        ctx.integer(pair["pe"], f"{key}.pe", minimum=1)))
-    from eehw.hwplan import MemStyle
+        folding.append(
+            (
+                str(layer),
+                ctx.integer(pair["simd"], f"{key}.simd", minimum=1),
+                ctx.integer(pair["pe"], f"{key}.pe", minimum=1),
+            )
+        )
+    from eehw.hw.stages import MemStyle
 
     memory = []
     for layer, style in ctx.mapping(h.get("memory", {}), "hardware.memory", required=(), optional=None).items():
@@ -370,13 +377,17 @@ def _parse_hardware(ctx: _Reader, raw: Any) -> HardwareConfig:
     )
 
 
-def _parse_dse(ctx: _Reader, raw: Any, model: Any) -> DseConfig:
+def _parse_dse(ctx: YamlReader, raw: Any, model: Any) -> DseConfig:
     d = ctx.mapping(raw, "dse", required=(), optional=("heads", "head_epochs", "scheduler"))
     heads = d.get("heads", [])
     if not isinstance(heads, list):
         ctx.fail("dse.heads", f"must be a list of head types ({', '.join(h.value for h in HeadType)})")
     types = tuple(dict.fromkeys(ctx.enum(HeadType, h, "dse.heads") for h in heads))
-    if isinstance(model, dict) and model.get("backbone") == Backbone.MLP.value and any(h != HeadType.LINEAR for h in types):
+    if (
+        isinstance(model, dict)
+        and model.get("backbone") == Backbone.MLP.value
+        and any(h != HeadType.LINEAR for h in types)
+    ):
         ctx.fail("dse.heads", "an mlp backbone takes only 'linear' heads")
     if isinstance(model, dict) and model.get("factory") and types:
         ctx.fail("dse.heads", "alternative heads are built from the YAML model description; a factory model has none")
@@ -384,65 +395,8 @@ def _parse_dse(ctx: _Reader, raw: Any, model: Any) -> DseConfig:
     scheduler = d.get("scheduler")
     if scheduler is not None and not (isinstance(scheduler, str) and scheduler.startswith("tcp://")):
         ctx.fail("dse.scheduler", f"must be a Dask scheduler address tcp://HOST:PORT, got {scheduler!r}")
-    return DseConfig(heads=types,
-                     head_epochs=None if epochs is None else ctx.integer(epochs, "dse.head_epochs", minimum=1),
-                     scheduler=scheduler)
-
-
-class _Reader:
-    """Checks YAML values and fails with one line naming the file and key."""
-
-    def __init__(self, source: Path):
-        self.source = source
-
-    def fail(self, key: str, message: str):
-        where = f"{key}: " if key else ""
-        raise EehwError(f"config {self.source}: {where}{message}")
-
-    def mapping(self, raw: Any, key: str, required, optional) -> dict:
-        if raw is None and not required:
-            return {}
-        if not isinstance(raw, dict):
-            self.fail(key, "must be a mapping of keys to values" if key else "the file must hold a mapping (key: value lines)")
-        for name in required:
-            if name not in raw:
-                self.fail(f"{key}.{name}" if key else name, "is required but missing")
-        if optional is not None:
-            unknown = set(raw) - set(required) - set(optional)
-            if unknown:
-                valid = ", ".join(list(required) + list(optional))
-                bad = sorted(map(str, unknown))[0]
-                self.fail(f"{key}.{bad}" if key else bad, f"unknown key; valid keys here: {valid}")
-        return raw
-
-    def integer(self, value: Any, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, f"must be an integer, got {value!r}")
-        if minimum is not None and value < minimum:
-            self.fail(key, f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            self.fail(key, f"must be <= {maximum}, got {value}")
-        return value
-
-    def number(self, value: Any, key: str, minimum: float | None = None, maximum: float | None = None) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(key, f"must be a number, got {value!r}")
-        if minimum is not None and value < minimum:
-            self.fail(key, f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            self.fail(key, f"must be <= {maximum}, got {value}")
-        return float(value)
-
-    def int_list(self, value: Any, key: str, minimum: int | None = None) -> list[int]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.fail(key, f"must be a list of integers, got {value!r}")
-        return [self.integer(v, key, minimum=minimum) for v in value]
-
-    def enum(self, enum: type[Enum], value: Any, key: str):
-        try:
-            return enum(value)
-        except ValueError:
-            valid = ", ".join(e.value for e in enum)
-            self.fail(key, f"unknown value '{value}'; valid: {valid}")
+    return DseConfig(
+        heads=types,
+        head_epochs=None if epochs is None else ctx.integer(epochs, "dse.head_epochs", minimum=1),
+        scheduler=scheduler,
+    )

@@ -13,3 +13,9 @@ class VerificationError(EehwError):
     def __init__(self, level: str, message: str):
         super().__init__(f"{level}: {message}")
         self.level = level
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception from a library (hls4ml, qonnx, torch) as one line for an EehwError."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -16,11 +16,11 @@ import torch
 from eehw.artefacts import Evaluation, ExitStats, Measurement
 from eehw.board import Board, load_board
 from eehw.config import Config, load_config
-from eehw.data import Dataset, load_dataset
 from eehw.errors import EehwError, VerificationError
-from eehw.golden import GoldenModel
+from eehw.model.data import Dataset, load_dataset
+from eehw.model.golden import GoldenModel
+from eehw.model.train import TrainedModel, train
 from eehw.paths import build_dir
-from eehw.train import TrainedModel, train
 
 
 @dataclass
@@ -57,8 +57,8 @@ def step_train(d: Design) -> None:
     if heads:
         # `eehw dse` chose alternative head types: the same backbone with those heads (their
         # IC-only checkpoints are cached by the DSE; trained here if missing).
-        from eehw.export import export_golden
-        from eehw.head_variants import assemble, train_alternatives
+        from eehw.model.export import export_golden
+        from eehw.model.head_variants import assemble, train_alternatives
 
         golden = export_golden(d.trained.model, torch.from_numpy(d.data.x_train[:2]))
         choices = train_alternatives(d.cfg, d.data, d.trained, golden)
@@ -66,21 +66,24 @@ def step_train(d: Design) -> None:
 
 
 def step_golden(d: Design) -> None:
-    from eehw.export import export_golden
+    from eehw.model.export import export_golden
 
     d.golden = export_golden(d.trained.model, torch.from_numpy(d.data.x_train[:2]))
 
 
 def step_evaluate(d: Design) -> None:
-    from eehw.evaluate import evaluate
+    from eehw.policy.evaluate import evaluate
 
     ev = d.evaluation = evaluate(d.cfg, d.data, d.trained, d.golden)
     d.out_dir.mkdir(parents=True, exist_ok=True)
     ev.save(d.out_dir / "evaluation.json")
     first = ev.golden_first_mismatch
     if first:
-        raise VerificationError("golden vs Brevitas", f"{ev.golden_mismatches} of {ev.golden_checked['samples']} "
-                                f"test samples differ; first: test sample {first['sample']} at exit {first['exit']}")
+        raise VerificationError(
+            "golden vs Brevitas",
+            f"{ev.golden_mismatches} of {ev.golden_checked['samples']} "
+            f"test samples differ; first: test sample {first['sample']} at exit {first['exit']}",
+        )
 
 
 def _load_dse_choice(d: Design):
@@ -100,7 +103,7 @@ def _load_dse_choice(d: Design):
 
 def _chosen_heads(d: Design) -> dict[int, str]:
     """Head types the DSE chose that differ from the config's (exit position -> type)."""
-    from eehw.head_variants import own_heads
+    from eehw.model.head_variants import own_heads
 
     if not d.dse_choice:
         return {}
@@ -136,8 +139,9 @@ def dropped_exits(d: Design) -> list[ExitStats]:
 
 
 def step_rtl(d: Design) -> None:
-    from eehw.hwplan import Folding, MemStyle, paced_foldings, plan_design
-    from eehw.rtl import generate
+    from eehw.hw.plan import paced_foldings, plan_design
+    from eehw.hw.rtl.design import generate
+    from eehw.hw.stages import Folding, MemStyle
 
     hw = d.cfg.hardware
     mem_styles = {layer: MemStyle(style) for layer, style in hw.memory}
@@ -153,20 +157,30 @@ def step_rtl(d: Design) -> None:
     params = design_policy(d)
     for kind, exits in (("early_exit", positions), ("baseline", [])):
         name = d.cfg.name if kind == "early_exit" else f"{d.cfg.name}_baseline"
-        plan = plan_design(d.golden, name, exits, foldings if kind == "early_exit" else base_foldings,
-                           hw.max_simd, hw.max_pe, mem_styles)
-        d.rtl[kind] = generate(plan, params, d.out_dir / ("rtl" if kind == "early_exit" else "rtl_baseline"),
-                               d.golden.exits)
+        plan = plan_design(
+            d.golden,
+            name,
+            exits,
+            foldings if kind == "early_exit" else base_foldings,
+            hw.max_simd,
+            hw.max_pe,
+            mem_styles,
+        )
+        d.rtl[kind] = generate(
+            plan, params, d.out_dir / ("rtl" if kind == "early_exit" else "rtl_baseline"), d.golden.exits
+        )
 
 
 def step_hls(d: Design) -> None:
     """hls4ml project per block (io_stream: the block design connects them by AXI-Stream), the
     C-sim chain checked against the golden model on the whole test set, the multi-exit top, and
     the vendor flow when Vitis HLS and Vivado are installed."""
-    from eehw import vendor
-    from eehw.hls import build_hls_projects, chain_check, settings_from_plan
-    from eehw.hls_top import TopDesign, generate, ip_name
-    from eehw.rtl_ip import generate as generate_rtl_ip
+    from eehw.hw.hls.build import build_hls_projects
+    from eehw.hw.hls.chain import chain_check
+    from eehw.hw.hls.settings import settings_from_plan
+    from eehw.hw.hls.top import TopDesign, generate, ip_name
+    from eehw.hw.rtl.axi_ip import generate as generate_rtl_ip
+    from eehw.hw.tools import vendor
 
     # The IPs fold as the simulated RTL does: reuse factors from its SIMD x PE lanes.
     settings = settings_from_plan(d.golden, d.rtl["early_exit"].plan)
@@ -174,8 +188,11 @@ def step_hls(d: Design) -> None:
     mismatches, first = chain_check(projects, d.golden, d.data.x_test)
     if first:
         bad = ", ".join(f"{name}: {n}" for name, n in mismatches.items() if n)
-        raise VerificationError("hls4ml C-sim", f"differs from the golden model ({bad} samples); first: test sample "
-                                f"{first['sample']} at {first['block']}; projects are in {d.out_dir / 'hls'}")
+        raise VerificationError(
+            "hls4ml C-sim",
+            f"differs from the golden model ({bad} samples); first: test sample "
+            f"{first['sample']} at {first['block']}; projects are in {d.out_dir / 'hls'}",
+        )
     rtl = d.rtl["early_exit"]
     _, thresholds = _early_exit_choice(d)
     top = TopDesign.from_golden(d.cfg.name, d.golden, rtl.plan.exits, design_policy(d), rtl.decision, thresholds)
@@ -189,29 +206,37 @@ def step_hls(d: Design) -> None:
         vendor_figures = {"skipped": note}
     else:
         kept = {ip_name(n) for n in top.blocks + top.heads}
-        overlay = vendor.build_overlay({ip_name(p.name): p.project_dir for p in projects if ip_name(p.name) in kept},
-                                       files, tools)
+        overlay = vendor.build_overlay(
+            {ip_name(p.name): p.project_dir for p in projects if ip_name(p.name) in kept}, files, tools
+        )
         vendor_figures = overlay.summary()
-    d.hls = {"backend": projects[0].backend, "samples": int(len(d.data.x_test)), "mismatches": mismatches,
-             "projects": [p.summary() for p in projects],
-             "top": {"tcl": str(files.tcl), "register_map": str(files.register_map), "ips": list(files.ips)},
-             "rtl_top": {"tcl": str(rtl_ip.tcl), "register_map": str(rtl_ip.register_map), "ip": rtl_ip.top},
-             "vendor": vendor_figures}
+    d.hls = {
+        "backend": projects[0].backend,
+        "samples": int(len(d.data.x_test)),
+        "mismatches": mismatches,
+        "projects": [p.summary() for p in projects],
+        "top": {"tcl": str(files.tcl), "register_map": str(files.register_map), "ips": list(files.ips)},
+        "rtl_top": {"tcl": str(rtl_ip.tcl), "register_map": str(rtl_ip.register_map), "ip": rtl_ip.top},
+        "vendor": vendor_figures,
+    }
 
 
 def step_simulate(d: Design) -> None:
-    from eehw.measure import enforce, run_designs
+    from eehw.hw.measure import enforce, run_designs
 
     _, thresholds = _early_exit_choice(d)
     params = design_policy(d)
-    d.measured = run_designs(d.golden, {kind: (rtl, params, thresholds if kind == "early_exit" else [])
-                                        for kind, rtl in d.rtl.items()}, d.data.x_test)
+    d.measured = run_designs(
+        d.golden,
+        {kind: (rtl, params, thresholds if kind == "early_exit" else []) for kind, rtl in d.rtl.items()},
+        d.data.x_test,
+    )
     for kind in d.rtl:
         enforce(kind, d.measured[kind])
 
 
 def step_synthesise(d: Design) -> None:
-    from eehw.measure import resources_of
+    from eehw.hw.measure import resources_of
 
     for kind, figures in resources_of(d.rtl, d.board).items():
         d.measured[kind] = d.measured[kind].with_resources(figures)
@@ -223,47 +248,74 @@ def step_synthesise(d: Design) -> None:
 
 
 def step_report(d: Design) -> None:
-    from eehw.head_variants import own_heads
-    from eehw.report import write_reports
+    from eehw.model.head_variants import own_heads
+    from eehw.report.synth import write_reports
 
     ee, base = d.measured["early_exit"], d.measured["baseline"]
     y = d.data.y_test
-    kept = [d.golden.exits.index(p) for p in d.rtl["early_exit"].plan.exits]
+    kept = d.golden.exit_indices(d.rtl["early_exit"].plan.exits)
     exits = []
     _, thresholds = _early_exit_choice(d)  # the config's, or those `eehw dse` chose
     policy = design_policy(d).name.value
     for k, idx in enumerate(kept):
         e = d.evaluation.exits[idx]
         leaves = ee.exit_index == k
-        exits.append({"position": e.position, "head": own_heads(d.cfg).get(e.position), "policy": policy,
-                      "threshold": thresholds[k] if k < len(kept) - 1 else None,
-                      "exit_rate": float(leaves.mean()), "accuracy": e.accuracy,
-                      "exited_accuracy": float((ee.predictions[leaves] == y[leaves]).mean()) if leaves.any() else None})
+        exits.append(
+            {
+                "position": e.position,
+                "head": own_heads(d.cfg).get(e.position),
+                "policy": policy,
+                "threshold": thresholds[k] if k < len(kept) - 1 else None,
+                "exit_rate": float(leaves.mean()),
+                "accuracy": e.accuracy,
+                "exited_accuracy": float((ee.predictions[leaves] == y[leaves]).mean()) if leaves.any() else None,
+            }
+        )
 
     def summary(m: Measurement) -> dict:
         lat = dict(m.latency_cycles)
         lat["bound"] = m.latency_bound
         lat["worst_case_measured"] = m.worst_case_latency_cycles
-        return {"latency_cycles": lat, "latency_under_load_cycles": m.latency_under_load_cycles,
-                "throughput_samples_per_cycle": m.throughput_samples_per_cycle,
-                "resources": m.resources, "bit_exact": m.bit_exact, "simulated_cycles": m.simulated_cycles,
-                "simulation_seconds": m.simulation_seconds, "top": m.top}
+        return {
+            "latency_cycles": lat,
+            "latency_under_load_cycles": m.latency_under_load_cycles,
+            "throughput_samples_per_cycle": m.throughput_samples_per_cycle,
+            "resources": m.resources,
+            "bit_exact": m.bit_exact,
+            "simulated_cycles": m.simulated_cycles,
+            "simulation_seconds": m.simulation_seconds,
+            "top": m.top,
+        }
 
     report = {
-        "design": d.cfg.name, "board": d.board.name, "part": d.board.part, "clock_mhz": d.board.clock_mhz,
+        "design": d.cfg.name,
+        "board": d.board.name,
+        "part": d.board.part,
+        "clock_mhz": d.board.clock_mhz,
         "dataset": d.data.name,
-        "accuracy": {"early_exit": float((ee.predictions == y).mean()),
-                     "final_only": float((base.predictions == y).mean())},
+        "accuracy": {
+            "early_exit": float((ee.predictions == y).mean()),
+            "final_only": float((base.predictions == y).mean()),
+        },
         "exits": exits,
-        "dropped_exits": [{"position": e.position, "head": e.head, "val_exit_rate": e.val_exit_rate,
-                           "reason": "disabled by the threshold selection" if e.threshold is None else
-                           f"fewer than {MIN_EXIT_RATE:.0%} of validation samples leave there"}
-                          for e in dropped_exits(d)],
+        "dropped_exits": [
+            {
+                "position": e.position,
+                "head": e.head,
+                "val_exit_rate": e.val_exit_rate,
+                "reason": "disabled by the threshold selection"
+                if e.threshold is None
+                else f"fewer than {MIN_EXIT_RATE:.0%} of validation samples leave there",
+            }
+            for e in dropped_exits(d)
+        ],
         "design_source": "eehw dse" if d.dse_choice else "config + threshold selection",
         **summary(ee),
         "fits": ee.resources["fits"],
         "baseline": summary(base),
-        "evaluation": {k: getattr(d.evaluation, k) for k in ("mean_cost_ratio", "oracle_cost_ratio", "golden_mismatches")},
+        "evaluation": {
+            k: getattr(d.evaluation, k) for k in ("mean_cost_ratio", "oracle_cost_ratio", "golden_mismatches")
+        },
         "hls": d.hls,
         "seconds_per_step": d.seconds,
     }
@@ -273,10 +325,12 @@ def step_report(d: Design) -> None:
     d.report = report
     if not ee.resources["fits"]:
         # The figures stay in the report (they say what to fold); the run is not a design to deploy.
-        raise EehwError(f"{d.cfg.name}: the early-exit design does not fit {d.board.name} "
-                        f"({'; '.join(ee.resources['overruns'])}); see {d.report_paths[1]}. Run "
-                        f"`eehw dse {d.cfg.name} --board {d.board.name}` to fold it within the board, or lower "
-                        f"hardware.max_simd / max_pe")
+        raise EehwError(
+            f"{d.cfg.name}: the early-exit design does not fit {d.board.name} "
+            f"({'; '.join(ee.resources['overruns'])}); see {d.report_paths[1]}. Run "
+            f"`eehw dse {d.cfg.name} --board {d.board.name}` to fold it within the board, or lower "
+            f"hardware.max_simd / max_pe"
+        )
 
 
 STEPS: list[tuple[str, Callable[[Design], None]]] = [
@@ -295,8 +349,9 @@ STEPS: list[tuple[str, Callable[[Design], None]]] = [
 BOARD_STEPS = {"rtl", "hls", "simulate", "synthesise", "report"}
 
 
-def run(config: str | Path, board: str | None = None, stop_after: str | None = None,
-        force_train: bool = False) -> Design:
+def run(
+    config: str | Path, board: str | None = None, stop_after: str | None = None, force_train: bool = False
+) -> Design:
     design = Design(load_config(config), load_board(board) if board else None, force_train=force_train)
     for name, step in STEPS:
         if name in BOARD_STEPS and design.board is None:
@@ -306,7 +361,7 @@ def run(config: str | Path, board: str | None = None, stop_after: str | None = N
             step(design)
         except VerificationError as exc:
             if design.board is not None:
-                from eehw.report import write_failed_report
+                from eehw.report.synth import write_failed_report
 
                 design.report_paths = write_failed_report(design.out_dir, design.cfg.name, design.board.name, name, exc)
             raise

@@ -36,8 +36,14 @@ class _LineProgress:
 @contextmanager
 def progress():
     if _console.is_terminal:
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), console=_console, transient=False)
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=_console,
+            transient=False,
+        )
         with bar:
             yield bar
     else:

@@ -28,10 +28,11 @@ from brevitas.quant import (
 )
 from torch import nn
 
-from eehw.golden import GoldenModel
-from eehw.hwplan import DesignPlan, MvuStage, RequantStage, plan_design
-from eehw.model import MultiExitNet, complete_structure
-from eehw.policies import PolicyParams, decide, margin_score, pow2_softmax_sum
+from eehw.hw.plan import DesignPlan, plan_design
+from eehw.hw.stages import MvuStage, RequantStage
+from eehw.model.golden import GoldenModel
+from eehw.model.net import MultiExitNet, complete_structure
+from eehw.policy.policies import PolicyParams, decide, margin_score, pow2_softmax_sum
 
 Quantiser = tuple[int, bool]  # (bits, signed) of a QuantIdentity
 
@@ -103,8 +104,9 @@ def random_spec(seed: int) -> ModelSpec:
             spatial = [(s + 2 * pad - kernel) // stride + 1 for s in spatial]
             pool = min(spatial) >= 2 and coin()
             spatial = [s // 2 for s in spatial] if pool else spatial
-        blocks.append(BlockSpec(int(rng.choice(WIDTHS)), pick(2, 8), None if k == 0 else quantiser(),
-                                kernel, stride, pad, pool))
+        blocks.append(
+            BlockSpec(int(rng.choice(WIDTHS)), pick(2, 8), None if k == 0 else quantiser(), kernel, stride, pad, pool)
+        )
     positions = [k for k in range(len(blocks) - 1) if rng.random() < 0.6] + [len(blocks) - 1]
     # One logit width for every head (their decisions share one result stream): the head's own
     # output quantiser's or, where it has none, the config's logit_bits.
@@ -112,10 +114,23 @@ def random_spec(seed: int) -> ModelSpec:
     heads = []
     for position in positions:
         single = dims == 0 and coin() and coin()
-        heads.append(HeadSpec(position, None if single else quantiser(),
-                              None if single or coin() else logit_bits, single))
-    return ModelSpec(shape, pick(2, 8), coin(), tuple(blocks), tuple(heads), pick(2, 8), logit_bits, pick(2, 10),
-                     pick(-3, 3), pick(-3, 3), "margin" if coin() else "max_softmax_pow2", seed)
+        heads.append(
+            HeadSpec(position, None if single else quantiser(), None if single or coin() else logit_bits, single)
+        )
+    return ModelSpec(
+        shape,
+        pick(2, 8),
+        coin(),
+        tuple(blocks),
+        tuple(heads),
+        pick(2, 8),
+        logit_bits,
+        pick(2, 10),
+        pick(-3, 3),
+        pick(-3, 3),
+        "margin" if coin() else "max_softmax_pow2",
+        seed,
+    )
 
 
 def _quant(q: Quantiser) -> QuantIdentity:
@@ -125,8 +140,13 @@ def _quant(q: Quantiser) -> QuantIdentity:
 
 
 def _weighted(dims: int, n_in: int, n_out: int, block: BlockSpec | None, bits: int) -> nn.Module:
-    common = dict(bias=True, weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=bits,
-                  bias_quant=Int16Bias, return_quant_tensor=True)
+    common = dict(
+        bias=True,
+        weight_quant=Int8WeightPerTensorFixedPoint,
+        weight_bit_width=bits,
+        bias_quant=Int16Bias,
+        return_quant_tensor=True,
+    )
     if dims == 0 or block is None:
         return QuantLinear(n_in, n_out, **common)
     cls = QuantConv1d if dims == 1 else QuantConv2d
@@ -161,8 +181,10 @@ def build_model(spec: ModelSpec) -> tuple[nn.Module, np.ndarray]:
         in_quant = (spec.input_bits, spec.input_signed) if k == 0 else b.in_quant
         if in_quant is not None:
             layers.append(_quant(in_quant))
-        layers += [_weighted(dims, shape[0], b.width, b, spec.weight_bits),
-                   QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=b.act_bits, return_quant_tensor=True)]
+        layers += [
+            _weighted(dims, shape[0], b.width, b, spec.weight_bits),
+            QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=b.act_bits, return_quant_tensor=True),
+        ]
         if b.pool:
             layers.append((nn.MaxPool1d if dims == 1 else nn.MaxPool2d)(2))
         blocks.append(nn.Sequential(*layers))
@@ -186,10 +208,10 @@ def build_model(spec: ModelSpec) -> tuple[nn.Module, np.ndarray]:
     weighted = [m for m in model.modules() if isinstance(m, (QuantLinear, QuantConv1d, QuantConv2d))]
     with torch.no_grad():
         for m in weighted:
-            m.weight.mul_(2.0 ** spec.weight_exp)
+            m.weight.mul_(2.0**spec.weight_exp)
 
     def draw(n: int) -> np.ndarray:
-        x = rng.normal(0, 2.0 ** spec.input_exp, size=(n, *spec.input_shape)).astype(np.float32)
+        x = rng.normal(0, 2.0**spec.input_exp, size=(n, *spec.input_shape)).astype(np.float32)
         return x if spec.input_signed else np.abs(x)
 
     # Positive biases of the pre-activations' order keep every ReLU alive (a dead one has no
@@ -218,8 +240,11 @@ def _calibrate(model: nn.Module, draw) -> None:
 def _dead_activations(model: nn.Module, x: torch.Tensor) -> bool:
     """Whether a quantiser saw (almost) only zeros: its scale collapses to Brevitas's floor."""
     outputs = []
-    hooks = [m.register_forward_hook(lambda mod, args, out: outputs.append(out))
-             for m in model.modules() if isinstance(m, (QuantReLU, QuantIdentity))]
+    hooks = [
+        m.register_forward_hook(lambda mod, args, out: outputs.append(out))
+        for m in model.modules()
+        if isinstance(m, (QuantReLU, QuantIdentity))
+    ]
     with torch.no_grad():
         model(x)
     for h in hooks:
@@ -230,10 +255,13 @@ def _dead_activations(model: nn.Module, x: torch.Tensor) -> bool:
 def renamed(plan: DesignPlan, prefix: str) -> DesignPlan:
     """The plan with every block and head module named ``eehw_<prefix>_...``: designs of many
     models can then share a Verilator cache without their modules' names meaning two things."""
+
     def rename(b):
         return dataclasses.replace(b, name=f"{prefix}.{b.name}")
-    return dataclasses.replace(plan, blocks=tuple(rename(b) for b in plan.blocks),
-                               heads={k: rename(h) for k, h in plan.heads.items()})
+
+    return dataclasses.replace(
+        plan, blocks=tuple(rename(b) for b in plan.blocks), heads={k: rename(h) for k, h in plan.heads.items()}
+    )
 
 
 def policy_and_thresholds(spec: ModelSpec, golden: GoldenModel, logits: list[np.ndarray]):
@@ -254,10 +282,10 @@ def shifts(plan: DesignPlan) -> list[int]:
 def check_levels(spec: ModelSpec, out_dir: Path, board=None) -> dict:
     """Every level's disagreement with the golden model, in samples (all 0 when the flow is
     right), plus the design's shifts. ``board`` given: the hls4ml C-sim chain too (slower)."""
-    from eehw.export import brevitas_int_logits, export_golden
-    from eehw.measure import check_against_golden, expected_outputs
-    from eehw.rtl import generate
-    from eehw.sim import simulate
+    from eehw.hw.measure import check_against_golden, expected_outputs
+    from eehw.hw.rtl.design import generate
+    from eehw.hw.rtl.sim import simulate
+    from eehw.model.export import brevitas_int_logits, export_golden
 
     model, x = build_model(spec)
     golden = export_golden(model, torch.from_numpy(x[:2]))
@@ -280,8 +308,9 @@ def check_levels(spec: ModelSpec, out_dir: Path, board=None) -> dict:
         runs = [simulate(rtl, x_int, t, quick=True)] if t else []
         runs.append(simulate(rtl, x_int, never, one_at_a_time=True, quick=True))
         final_exit, final_class = expected_outputs(golden, rtl, params, x, never)
-        checks = ([check_against_golden(runs[0], exp_exit, exp_class)] if t else []) + \
-            [check_against_golden(runs[-1], final_exit, final_class)]
+        checks = ([check_against_golden(runs[0], exp_exit, exp_class)] if t else []) + [
+            check_against_golden(runs[-1], final_exit, final_class)
+        ]
         report[f"rtl {kind}"] = sum(c["mismatches"] + c["lost"] + c["duplicated"] for c in checks)
         report[f"rtl {kind} worst latency over bound"] = max(0, int(runs[-1].latency.max()) - rtl.latency_bound)
         if kind == "early_exit":
@@ -289,11 +318,14 @@ def check_levels(spec: ModelSpec, out_dir: Path, board=None) -> dict:
             taken = runs[0].exit_index[runs[0].exit_index >= 0]
             report["rtl exit rates"] = np.bincount(taken, minlength=len(golden.exits)).tolist()
     if board is not None:
-        from eehw.hls import HlsSettings, build_hls_projects, chain_check, run_chain
+        from eehw.hw.hls.build import build_hls_projects
+        from eehw.hw.hls.chain import chain_check, run_chain
+        from eehw.hw.hls.settings import HlsSettings
 
         names = [b.name for b in golden.blocks] + [golden.heads[k].name for k in golden.exits]
-        projects = build_hls_projects(model, golden, board, out_dir,
-                                      settings={n: HlsSettings(io_type="io_stream") for n in names})
+        projects = build_hls_projects(
+            model, golden, board, out_dir, settings={n: HlsSettings(io_type="io_stream") for n in names}
+        )
         counts, _ = chain_check(projects, golden, x)
         hls_exit, hls_class = decide(params, run_chain(projects, golden, x), golden.logit_exps, thresholds)
         report["hls"] = sum(counts.values()) + int(((hls_exit != want_exit) | (hls_class != want_class)).sum())
@@ -310,5 +342,12 @@ def check_seed(seed: int, out_dir: Path, hls: bool) -> dict:
         return {"seed": seed, "error": f"{type(exc).__name__}: {exc}"}
 
 
-LEVELS = ("error", "brevitas", "rtl early_exit", "rtl baseline", "rtl early_exit worst latency over bound",
-          "rtl baseline worst latency over bound", "hls")
+LEVELS = (
+    "error",
+    "brevitas",
+    "rtl early_exit",
+    "rtl baseline",
+    "rtl early_exit worst latency over bound",
+    "rtl baseline worst latency over bound",
+    "hls",
+)

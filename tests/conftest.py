@@ -65,6 +65,33 @@ def tiny_dse_config(tmp_path_factory):
     return path
 
 
+TINY_CNN_DSE = """
+name: tiny_cnn_dse
+seed: 0
+data: {name: digits}
+model:
+  backbone: cnn2d
+  widths: [4, 8]
+  kernel: 3
+  pool: [2, 1]
+  weight_bits: 4
+  act_bits: 4
+  input_bits: 8
+  logit_bits: 16
+  exits: [{after: 0, head: linear}]
+training: {regime: e2e, epochs: 4, batch_size: 64, lr: 0.02}
+hardware: {max_simd: 4, max_pe: 2}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_dse_config(tmp_path_factory):
+    """A small 2-D CNN with one early exit, for the DSE's predicted-vs-measured checks on a CNN."""
+    path = tmp_path_factory.mktemp("cnn_dse") / "tiny_cnn_dse.yaml"
+    path.write_text(TINY_CNN_DSE)
+    return path
+
+
 class _FakeSynthPool:
     """An executor that runs no Yosys: every 'synthesis' returns figures derived from the
     module text's length, so characterisation tests see distinct, repeatable numbers."""
@@ -82,5 +109,5 @@ class _FakeSynthPool:
 def fake_synth_pool(tmp_path, monkeypatch):
     """A fake synthesis executor, with its own characterisation cache so fake figures never
     reach the real one (checkpoints and logits stay shared)."""
-    monkeypatch.setattr("eehw.characterise._cache_path", lambda key: tmp_path / "fake-characterise" / f"{key}.json")
+    monkeypatch.setattr("eehw.dse.characterise._cache_path", lambda key: tmp_path / "fake-characterise" / f"{key}.json")
     return _FakeSynthPool()

@@ -1,4 +1,4 @@
-"""The single-block cocotb harness (eehw/block_sim.py, rtl_sim/harness/block_tb.py) on the
+"""The single-block cocotb harness (eehw/hw/rtl/block_sim.py, rtl_sim/harness/block_tb.py) on the
 project's own generated blocks, against the golden integer model block by block, under random
 input gaps and output backpressure; and on a small hand-written block with known faults, to
 show the harness catches lost, duplicated and unstable beats.
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from eehw import flow
-from eehw.block_sim import BURST, design_block_sources, simulate_block
 from eehw.errors import EehwError
+from eehw.hw.rtl.block_sim import BURST, design_block_sources, simulate_block
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,18 @@ def _golden_io(design, name: str, x_float: np.ndarray):
 def _run_block(design, hw, **kwargs):
     rtl = design.rtl["early_exit"]
     x_in, expected = _golden_io(design, hw.name, design.data.x_test)
-    result = simulate_block(design_block_sources(rtl, hw.module), hw.module, _beats(x_in), hw.in_w, hw.out_beat,
-                            hw.out_w, hw.out_signed, in_beats=hw.in_beats, out_beats=hw.out_beats, **kwargs)
+    result = simulate_block(
+        design_block_sources(rtl, hw.module),
+        hw.module,
+        _beats(x_in),
+        hw.in_w,
+        hw.out_beat,
+        hw.out_w,
+        hw.out_signed,
+        in_beats=hw.in_beats,
+        out_beats=hw.out_beats,
+        **kwargs,
+    )
     return result, _beats(expected)
 
 
@@ -58,6 +68,7 @@ def _check(result, expected, hw):
     assert result.ii == hw.ii, (result.ii, hw.ii, result.ii_intervals)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["blocks.1", "heads.0"])
 def test_mlp_block_and_head_equal_golden_under_gaps_and_stalls(mlp, which):
     """blocks.1 (requant + folded MVU) and heads.0 (signed 16-bit logits), every test sample."""
@@ -73,14 +84,26 @@ def test_cnn_conv_block_equals_golden_under_gaps_and_stalls():
     design = flow.run("digits_cnn", board="pynq-z2", stop_after="rtl")
     plan = design.rtl["early_exit"].plan
     # The fastest block that holds a sliding window, conv MVU and max pool.
-    hw = min((b for b in plan.blocks if {"sliding_window", "maxpool"} <= {s.module for s in b.stages}),
-             key=lambda b: b.ii)
+    hw = min(
+        (b for b in plan.blocks if {"sliding_window", "maxpool"} <= {s.module for s in b.stages}), key=lambda b: b.ii
+    )
     x = design.data.x_test
     x_in, expected = _golden_io(design, hw.name, x)
     rtl = design.rtl["early_exit"]
-    result = simulate_block(design_block_sources(rtl, hw.module), hw.module, _beats(x_in), hw.in_w, hw.out_beat,
-                            hw.out_w, hw.out_signed, gap_p=0.2, stall_p=0.3, seed=5, in_beats=hw.in_beats,
-                            out_beats=hw.out_beats)
+    result = simulate_block(
+        design_block_sources(rtl, hw.module),
+        hw.module,
+        _beats(x_in),
+        hw.in_w,
+        hw.out_beat,
+        hw.out_w,
+        hw.out_signed,
+        gap_p=0.2,
+        stall_p=0.3,
+        seed=5,
+        in_beats=hw.in_beats,
+        out_beats=hw.out_beats,
+    )
     _check(result, _beats(expected), hw)
 
 
@@ -182,6 +205,7 @@ hardware:
 """
 
 
+@pytest.mark.slow
 def test_conv_block_limited_by_its_sliding_window_measures_the_planned_ii(tmp_path):
     """With a fully parallel MVU the sliding window is the slowest stage: it scans the 10x10
     padded map one position a cycle, so the block takes 100 cycles a sample (64 windows), as

@@ -125,8 +125,7 @@ def test_missing_board_file(tmp_path: Path) -> None:
         ({"name": ""}, "key 'name' must be a non-empty string"),
     ],
 )
-def test_bad_board_file_is_one_line_naming_file_and_key(
-        tmp_path: Path, changes: dict, expected: str) -> None:
+def test_bad_board_file_is_one_line_naming_file_and_key(tmp_path: Path, changes: dict, expected: str) -> None:
     message = one_line_error(write_board(tmp_path, variant(**changes)))
     assert expected in message
 
@@ -134,7 +133,7 @@ def test_bad_board_file_is_one_line_naming_file_and_key(
 def test_empty_and_malformed_yaml(tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    assert "must be a mapping" in one_line_error(empty)
+    assert "must hold a mapping" in one_line_error(empty)
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: [unclosed\npart: x\n")
     assert "invalid YAML" in one_line_error(broken)

@@ -10,8 +10,8 @@ import torch
 from eehw import cache
 from eehw.cache import atomic_save, code_hash, digest_path, user_modules
 from eehw.config import load_config
-from eehw.data import load_dataset
-from eehw.train import checkpoint_path, train
+from eehw.model.data import load_dataset
+from eehw.model.train import checkpoint_path, train
 
 MODEL = '''
 """A user's multi-exit model whose hidden width lives in another of the user's modules."""
@@ -99,6 +99,7 @@ def mlp(tiny_config):
     return cfg, data, first
 
 
+@pytest.mark.slow
 def test_editing_a_users_imported_module_retrains(user_model):
     cfg = load_config(user_model)
     data = load_dataset(cfg.data, cfg.seed, cfg.base_dir)
@@ -113,13 +114,14 @@ def test_editing_a_users_imported_module_retrains(user_model):
     assert not second.cached and second.model.blocks[0][2].out_features == 24
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "no digest"])
 def test_a_corrupt_checkpoint_is_retrained(mlp, damage, capsys):
     cfg, data, first = mlp
     path = first.checkpoint
     good = path.read_bytes()
     if damage == "truncate":
-        path.write_bytes(good[:len(good) // 2])
+        path.write_bytes(good[: len(good) // 2])
     elif damage == "garbage":
         path.write_bytes(np.random.default_rng(0).bytes(len(good)))
     else:  # interrupted between the payload and its digest
@@ -136,6 +138,7 @@ def test_a_corrupt_checkpoint_is_retrained(mlp, damage, capsys):
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_does_not_fit_the_model_is_stale(mlp, capsys):
     cfg, data, first = mlp
     path = first.checkpoint
@@ -147,6 +150,7 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_stale(mlp, capsys):
     assert train(cfg, data).cached
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["payload", "digest"])
 def test_an_interrupted_save_leaves_nothing_reused(tiny_config, monkeypatch, capsys, where):
     cfg = load_config(tiny_config("e2e", epochs=1, seed=2))
@@ -189,8 +193,9 @@ def test_user_modules_leave_out_libraries(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "layers.py").write_text("import numpy\nfrom . import consts\n")
     (pkg / "consts.py").write_text("W = 3\n")
-    (tmp_path / "entry.py").write_text("import os, json, torch\nimport eehw.model\n"
-                                       "def make():\n    from mypkg.layers import consts\n")
+    (tmp_path / "entry.py").write_text(
+        "import os, json, torch\nimport eehw.model.net\ndef make():\n    from mypkg.layers import consts\n"
+    )
     found = user_modules("entry", [tmp_path])
     assert set(found) == {"entry", "mypkg", "mypkg.layers", "mypkg.consts"}
 

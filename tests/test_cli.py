@@ -14,15 +14,24 @@ from eehw import flow
 def _eehw(*args, cwd=None):
     # The whole cold flow takes about 4 minutes on an idle 2-core machine; the timeout only
     # catches a hang, with room for a loaded one.
-    return subprocess.run([sys.executable, "-m", "eehw.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env=os.environ.copy(), timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-m", "eehw.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=os.environ.copy(),
+        timeout=1800,
+    )
 
 
-@pytest.mark.parametrize("args,message", [
-    (["evaluate", "missing.yaml"], "config file missing.yaml does not exist"),
-    (["evaluate", "no_such_config"], "unknown config 'no_such_config'"),
-    (["synth", "--board", "pynq-z9"], "unknown board 'pynq-z9'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["evaluate", "missing.yaml"], "config file missing.yaml does not exist"),
+        (["evaluate", "no_such_config"], "unknown config 'no_such_config'"),
+        (["synth", "--board", "pynq-z9"], "unknown board 'pynq-z9'"),
+    ],
+)
 def test_bad_input_is_one_line(args, message):
     result = _eehw(*args)
     assert result.returncode == 2
@@ -46,8 +55,20 @@ def test_synth_runs_the_whole_flow_and_writes_the_reports():
     out_dir = os.path.join(os.environ["EEHW_BUILD_DIR"], "pynq-z2", "digits_mlp")
     with open(os.path.join(out_dir, "report.json")) as f:
         report = json.load(f)
-    for key in ("board", "part", "clock_mhz", "dataset", "accuracy", "exits", "latency_cycles",
-                "throughput_samples_per_cycle", "baseline", "resources", "fits", "bit_exact"):
+    for key in (
+        "board",
+        "part",
+        "clock_mhz",
+        "dataset",
+        "accuracy",
+        "exits",
+        "latency_cycles",
+        "throughput_samples_per_cycle",
+        "baseline",
+        "resources",
+        "fits",
+        "bit_exact",
+    ):
         assert key in report
     assert report["part"] == "xc7z020clg400-1" and report["clock_mhz"] == 100
     assert report["bit_exact"]["mismatches"] == 0 and report["bit_exact"]["samples"] == 359
@@ -60,12 +81,18 @@ def test_synth_runs_the_whole_flow_and_writes_the_reports():
     assert {"position", "policy", "threshold", "exit_rate", "accuracy"} <= set(report["exits"][0])
     # Exits no validation sample uses are not built, and the report says so.
     with open(os.path.join(out_dir, "evaluation.json")) as f:
-        unused = {e["position"] for e in json.load(f)["exits"][:-1]
-                  if e["threshold"] is None or e["val_exit_rate"] < flow.MIN_EXIT_RATE}
+        unused = {
+            e["position"]
+            for e in json.load(f)["exits"][:-1]
+            if e["threshold"] is None or e["val_exit_rate"] < flow.MIN_EXIT_RATE
+        }
     assert unused and {e["position"] for e in report["dropped_exits"]} == unused
     assert not unused & {e["position"] for e in report["exits"]}
-    assert all("validation samples" in line or "disabled" in line
-               for line in open(os.path.join(out_dir, "report.md")).read().splitlines() if "not built" in line)
+    assert all(
+        "validation samples" in line or "disabled" in line
+        for line in open(os.path.join(out_dir, "report.md")).read().splitlines()
+        if "not built" in line
+    )
     html = open(os.path.join(out_dir, "report.html")).read()
     assert "data:image/png;base64," in html and "<table>" in html
     # The HLS path ran too: every block and head an hls4ml project, the chained C-sim bit-exact on

@@ -5,11 +5,14 @@ import json
 import pytest
 
 from eehw.cli import main
-from eehw.compare import compare, load_summary, rows
 from eehw.errors import EehwError
+from eehw.report.compare import compare, load_summary, rows
 
 SYNTH = {
-    "design": "digits_mlp", "board": "pynq-z2", "part": "xc7z020clg400-1", "clock_mhz": 100.0,
+    "design": "digits_mlp",
+    "board": "pynq-z2",
+    "part": "xc7z020clg400-1",
+    "clock_mhz": 100.0,
     "accuracy": {"early_exit": 0.95, "final_only": 0.955},
     "exits": [{"position": 0, "policy": "margin"}, {"position": 3, "policy": "margin"}],
     "latency_cycles": {"mean": 400.0, "p99": 900.0, "worst_case_measured": 1000},
@@ -18,11 +21,21 @@ SYNTH = {
 }
 
 DSE = {
-    "kind": "dse", "design": "digits_mlp", "board": "pynq-z2", "clock_mhz": 100.0,
-    "chosen": {"exits": [1, 3], "policy": "max_softmax_pow2", "predicted": {"accuracy": 0.96},
-               "measured": {"latency_cycles": {"mean": 300.0, "p99": 800.0}, "worst_case_latency_cycles": 1100,
-                            "throughput_samples_per_cycle": 0.008,
-                            "resources": {"LUT": 5000, "FF": 6000, "DSP": 0, "BRAM18": 2}}},
+    "kind": "dse",
+    "design": "digits_mlp",
+    "board": "pynq-z2",
+    "clock_mhz": 100.0,
+    "chosen": {
+        "exits": [1, 3],
+        "policy": "max_softmax_pow2",
+        "predicted": {"accuracy": 0.96},
+        "measured": {
+            "latency_cycles": {"mean": 300.0, "p99": 800.0},
+            "worst_case_latency_cycles": 1100,
+            "throughput_samples_per_cycle": 0.008,
+            "resources": {"LUT": 5000, "FF": 6000, "DSP": 0, "BRAM18": 2},
+        },
+    },
 }
 
 

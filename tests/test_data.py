@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eehw.data import Dataset, load_dataset
 from eehw.errors import EehwError
+from eehw.model.data import Dataset, load_dataset
 
 
 def splits(d: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -113,8 +113,9 @@ def test_bad_spec(spec: dict, expected: str) -> None:
 # --- npz ----------------------------------------------------------------------------------
 
 
-def blobs(n_per_class: int = 30, classes: int = 3, shape: tuple[int, ...] = (5,),
-          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def blobs(
+    n_per_class: int = 30, classes: int = 3, shape: tuple[int, ...] = (5,), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(classes), n_per_class)
     x = rng.normal(size=(len(y), *shape)) + y.reshape(-1, *([1] * len(shape)))
@@ -280,11 +281,15 @@ def _write_idx(path, array):
 
 
 def _fake_fashion(folder, n_train=200, n_test=50):
-    from eehw.data import FASHION_MNIST_FILES
+    from eehw.model.data import FASHION_MNIST_FILES
 
     rng = np.random.default_rng(0)
-    arrays = {"x_train": rng.integers(0, 256, (n_train, 28, 28)), "y_train": np.arange(n_train) % 10,
-              "x_test": rng.integers(0, 256, (n_test, 28, 28)), "y_test": np.arange(n_test) % 10}
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28)),
+        "y_train": np.arange(n_train) % 10,
+        "x_test": rng.integers(0, 256, (n_test, 28, 28)),
+        "y_test": np.arange(n_test) % 10,
+    }
     folder.mkdir(exist_ok=True)
     for key, name in FASHION_MNIST_FILES.items():
         _write_idx(folder / name, arrays[key])
@@ -311,8 +316,10 @@ def test_fashion_mnist_missing_or_damaged_files_are_one_line(tmp_path):
         load_dataset({"name": "fashion_mnist", "test": 0.2}, seed=0)
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                    reason="Debian's dataset-fashion-mnist is not installed (`make tools` installs it as root)")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Debian's dataset-fashion-mnist is not installed (`make tools` installs it as root)",
+)
 def test_fashion_mnist_from_the_debian_package():
     data = load_dataset({"name": "fashion_mnist", "val": 0.15}, seed=0)
     assert data.split_sizes == {"train": 51000, "val": 9000, "test": 10000}

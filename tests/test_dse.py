@@ -3,59 +3,35 @@ independent brute-force enumeration, the stated heuristic's guarantee, and the w
 a tiny model whose top designs are simulated and synthesised (predicted vs measured)."""
 
 import itertools
-import math
 import json
-from types import SimpleNamespace
+import math
 
 import numpy as np
 import pytest
+from dse_cases import (
+    CONFIGS,
+    DEC_LUT,
+    FINAL_DEC_LUT,
+    FORK_LUT,
+    GATE_LUT,
+    MERGE_LUT,
+    board,
+    characterisation,
+    exit_config,
+    three_block_char,
+    unit_option,
+)
 
-from eehw.logits import cached_logits
-from eehw import dse, flow
-from eehw.board import Board, Resources
-from eehw.characterise import Characterisation, UnitOption, gate_depth_bucket, lane_levels, layer_folding
-from eehw.policies import PolicyName, PolicyParams
-from eehw.rtl import DecisionFormat
-from eehw.timing import single_beat
+from eehw import flow
+from eehw.dse.characterise import gate_depth_bucket, lane_levels, layer_folding
+from eehw.dse.compose import Composer
+from eehw.dse.exits import exit_configs, hardware_policies
+from eehw.dse.explore import dse_dir, run
+from eehw.dse.search import Constraints, baseline_ratios, search
+from eehw.policy.logits import cached_logits
 
 # ---------------------------------------------------------------------------------------------
 # A hand-made characterisation: no Yosys, every figure chosen here.
-
-DEC_LUT, FINAL_DEC_LUT, MERGE_LUT, FORK_LUT, GATE_LUT = 700, 450, {1: 40, 2: 100, 3: 130}, 90, 200
-
-
-def _hw(ii, out_bits=64):
-    """A unit whose output is one beat a sample (so its timing is a plain latency)."""
-    return SimpleNamespace(ii=ii, out_bits=out_bits, out_beats=1)
-
-
-def _opt(unit, ii, latency, lut, ff=10, lanes=1):
-    return UnitOption(unit, lanes, {f"{unit}.fc": (lanes, 1)}, ii, single_beat(latency),
-                      {"LUT": lut, "FF": ff, "DSP": 0, "BRAM18": 0}, _hw(ii))
-
-
-def _char(options: dict[str, list[UnitOption]], n_blocks: int) -> Characterisation:
-    params = PolicyParams(PolicyName.MARGIN)
-    fmt = DecisionFormat(PolicyName.MARGIN, 10, 16, 8)  # decision_unit.v: clog2(10) + 1 = 5 cycles, DEC_W 22
-    glue = {f"decision:margin:10:16:0:8:{fmt.thr_w}:early": {"LUT": DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
-            f"decision:margin:10:16:0:8:{fmt.thr_w}:final": {"LUT": FINAL_DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
-            "fork:64": {"LUT": FORK_LUT, "FF": 1, "DSP": 0, "BRAM18": 0}}
-    for k, lut in MERGE_LUT.items():
-        glue[f"merge:{k}:{fmt.dec_w}"] = {"LUT": lut, "FF": 1, "DSP": 0, "BRAM18": 0}
-    for depth in (4, 8, 16, 32, 64, 128, 256, 512):
-        glue[f"gate:64:{fmt.dec_w}:{depth}"] = {"LUT": GATE_LUT, "FF": 1, "DSP": 0, "BRAM18": 0}
-    blocks = [f"blocks.{b}" for b in range(n_blocks)]
-    heads = {b: f"heads.{b}" for b in range(n_blocks)}
-    return Characterisation(blocks, heads, options, glue, {"margin": params}, {"margin": fmt})
-
-
-def _config(positions, fractions, accuracy=0.9):
-    return dse.ExitConfig(tuple(positions), "margin", PolicyParams(PolicyName.MARGIN), (0,) * (len(positions) - 1),
-                          0.5, accuracy, accuracy, np.array(fractions, dtype=float))
-
-
-def _board(lut=53200):
-    return Board("test", "xc7z020clg400-1", "xc7", 100.0, Resources(LUT=lut, FF=106400, BRAM18=280, DSP=220), {})
 
 
 def test_lane_levels_and_layer_folding_are_the_stated_options():
@@ -63,19 +39,28 @@ def test_lane_levels_and_layer_folding_are_the_stated_options():
     assert lane_levels(2, 1) == [1, 2]
     assert lane_levels(3, 1) == [1, 2, 3]
     # Most lanes <= L that divide IN / OUT within the limits, ties to the wider SIMD.
-    for n_in, n_out, lanes, max_simd, max_pe in itertools.product((64, 16, 10, 48), (16, 10, 32), (1, 2, 4, 8, 32),
-                                                                  (8, 2), (4, 1)):
+    for n_in, n_out, lanes, max_simd, max_pe in itertools.product(
+        (64, 16, 10, 48), (16, 10, 32), (1, 2, 4, 8, 32), (8, 2), (4, 1)
+    ):
         f = layer_folding(n_in, n_out, lanes, max_simd, max_pe)
-        pairs = [(s * p, s, p) for s in range(1, max_simd + 1) for p in range(1, max_pe + 1)
-                 if n_in % s == 0 and n_out % p == 0 and s * p <= lanes]
+        pairs = [
+            (s * p, s, p)
+            for s in range(1, max_simd + 1)
+            for p in range(1, max_pe + 1)
+            if n_in % s == 0 and n_out % p == 0 and s * p <= lanes
+        ]
         best = max(pairs)
         assert (f.simd * f.pe, f.simd, f.pe) == best
 
 
 def test_composition_matches_hand_computed_throughput_latency_and_resources():
-    options = {"blocks.0": [_opt("blocks.0", 100, 105, 1000)], "blocks.1": [_opt("blocks.1", 200, 205, 500)],
-               "heads.0": [_opt("heads.0", 50, 55, 300)], "heads.1": [_opt("heads.1", 60, 66, 400)]}
-    comp = dse.Composer(_char(options, 2), _config((0, 1), (0.6, 0.4)))
+    options = {
+        "blocks.0": [unit_option("blocks.0", 100, 105, 1000)],
+        "blocks.1": [unit_option("blocks.1", 200, 205, 500)],
+        "heads.0": [unit_option("heads.0", 50, 55, 300)],
+        "heads.1": [unit_option("heads.1", 60, 66, 400)],
+    }
+    comp = Composer(characterisation(options, 2), exit_config((0, 1), (0.6, 0.4)))
     figs = comp.evaluate(np.zeros((1, 4), dtype=int))
     # Throughput: 1 / max(1 * 100, 0.4 * 200, 1 * 50, 0.4 * 60).
     assert figs["throughput"][0] == pytest.approx(1 / 100)
@@ -88,7 +73,7 @@ def test_composition_matches_hand_computed_throughput_latency_and_resources():
     assert figs["mean_latency"][0] == pytest.approx(0.6 * exit0 + 0.4 * exit1)
     assert figs["LUT"][0] == 1000 + 500 + 300 + 400 + DEC_LUT + FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT
     # The no-exit design: one decision unit, a one-port merge, no fork or gate.
-    base = dse.Composer(_char(options, 2), _config((1,), (1.0,))).evaluate(np.zeros((1, 3), dtype=int))
+    base = Composer(characterisation(options, 2), exit_config((1,), (1.0,))).evaluate(np.zeros((1, 3), dtype=int))
     assert base["throughput"][0] == pytest.approx(1 / 200)
     assert base["mean_latency"][0] == 105 + 205 + 66 + 5 + 1
     assert base["LUT"][0] == 1000 + 500 + 400 + FINAL_DEC_LUT + MERGE_LUT[1]
@@ -102,20 +87,6 @@ def test_gate_depths_round_up_to_powers_of_two():
 # Search against brute force
 
 
-def _three_block_char():
-    rng = np.random.default_rng(1)
-    options = {}
-    for unit in ("blocks.0", "blocks.1", "blocks.2", "heads.0", "heads.1", "heads.2"):
-        base_ii = int(rng.integers(40, 400))
-        options[unit] = [_opt(unit, base_ii // lanes, base_ii // lanes + 5 + int(rng.integers(0, 3)),
-                              int(rng.integers(150, 400)) + lanes * int(rng.integers(60, 300)), lanes=lanes)
-                         for lanes in (1, 2, 4)]
-    return _char(options, 3)
-
-
-CONFIGS = [((2,), (1.0,), 0.95), ((0, 2), (0.5, 0.5), 0.94), ((1, 2), (0.7, 0.3), 0.948), ((0, 1, 2), (0.4, 0.3, 0.3), 0.93)]
-
-
 def _brute_force(char, configs, lut_budget, min_accuracy):
     """Every exit configuration x every option of every unit, figures from first principles."""
     points = []
@@ -125,8 +96,10 @@ def _brute_force(char, configs, lut_budget, min_accuracy):
         for combo in itertools.product(*(range(len(char.options[u])) for u in units)):
             opt = {u: char.options[u][i] for u, i in zip(units, combo)}
             reach = {b: sum(f for p, f in zip(ec.positions, ec.exit_fractions) if p >= b) for b in range(last + 1)}
-            load = max([reach[b] * opt[f"blocks.{b}"].ii for b in range(last + 1)]
-                       + [reach[p] * opt[f"heads.{p}"].ii for p in ec.positions])
+            load = max(
+                [reach[b] * opt[f"blocks.{b}"].ii for b in range(last + 1)]
+                + [reach[p] * opt[f"heads.{p}"].ii for p in ec.positions]
+            )
             lat, mean, path = 0, 0.0, 0
             for j, p in enumerate(ec.positions):
                 blocks = sum(opt[f"blocks.{b}"].latency for b in range(p + 1))
@@ -137,8 +110,13 @@ def _brute_force(char, configs, lut_budget, min_accuracy):
                 else:
                     lat = blocks + path + head + 5 + 1
                 mean += ec.exit_fractions[j] * lat
-            lut = sum(o.resources["LUT"] for o in opt.values()) + DEC_LUT * (len(ec.positions) - 1) + FINAL_DEC_LUT \
-                + MERGE_LUT[len(ec.positions)] + (FORK_LUT + GATE_LUT) * (len(ec.positions) - 1)
+            lut = (
+                sum(o.resources["LUT"] for o in opt.values())
+                + DEC_LUT * (len(ec.positions) - 1)
+                + FINAL_DEC_LUT
+                + MERGE_LUT[len(ec.positions)]
+                + (FORK_LUT + GATE_LUT) * (len(ec.positions) - 1)
+            )
             if lut <= lut_budget and ec.accuracy >= min_accuracy:
                 points.append((ec.accuracy, mean, 1 / load, lut, cid, lat))
     return points
@@ -147,8 +125,9 @@ def _brute_force(char, configs, lut_budget, min_accuracy):
 def _brute_pareto(points):
     front = set()
     for a in points:
-        dominated = any(b[0] >= a[0] and b[1] <= a[1] and b[2] >= a[2] and b[3] <= a[3] and b[:4] != a[:4]
-                        for b in points)
+        dominated = any(
+            b[0] >= a[0] and b[1] <= a[1] and b[2] >= a[2] and b[3] <= a[3] and b[:4] != a[:4] for b in points
+        )
         if not dominated:
             front.add(tuple(round(x, 9) for x in a[:4]))
     return front
@@ -156,21 +135,34 @@ def _brute_pareto(points):
 
 @pytest.mark.parametrize("objective", ["latency", "throughput", "resources"])
 def test_search_equals_brute_force_enumeration(objective):
-    char = _three_block_char()
-    configs = [_config(p, f, a) for p, f, a in CONFIGS]
+    char = three_block_char()
+    configs = [exit_config(p, f, a) for p, f, a in CONFIGS]
     lut_budget, min_acc = 5200, 0.935
-    no_ceiling = dse.Constraints(min_accuracy=min_acc, max_worst_latency=math.inf)
-    result = dse.search(char, configs, _board(lut_budget), no_ceiling, objective)
+    no_ceiling = Constraints(min_accuracy=min_acc, max_worst_latency=math.inf)
+    result = search(char, configs, board(lut_budget), no_ceiling, objective)
     points = _brute_force(char, configs, lut_budget, min_acc)
     assert result.evaluated == sum(3 ** (p[-1] + 1 + len(p)) for p, _, _ in CONFIGS)  # exhaustive here
     assert int(result.feasible.sum()) == len(points)
-    key = {"latency": lambda p: (p[1], p[3], -p[0]), "throughput": lambda p: (-p[2], p[3], p[1]),
-           "resources": lambda p: (p[3], p[1], -p[2])}[objective]
+    key = {
+        "latency": lambda p: (p[1], p[3], -p[0]),
+        "throughput": lambda p: (-p[2], p[3], p[1]),
+        "resources": lambda p: (p[3], p[1], -p[2]),
+    }[objective]
     best = min(points, key=key)
     got = result.design(result.ranked[0])["predicted"]
     assert (got["accuracy"], got["mean_latency"], got["throughput"], got["LUT"]) == pytest.approx(best[:4])
-    front = {tuple(round(x, 9) for x in (result.table["accuracy"][i], result.table["mean_latency"][i],
-                                         result.table["throughput"][i], result.table["LUT"][i])) for i in result.pareto}
+    front = {
+        tuple(
+            round(x, 9)
+            for x in (
+                result.table["accuracy"][i],
+                result.table["mean_latency"][i],
+                result.table["throughput"][i],
+                result.table["LUT"][i],
+            )
+        )
+        for i in result.pareto
+    }
     assert front == _brute_pareto(points)
 
 
@@ -178,9 +170,9 @@ def test_lagrangian_heuristic_keeps_the_cheapest_design_at_every_throughput_leve
     """The stated guarantee: with lambda = 0 at each throughput level, each module's cheapest
     option meeting the level, so the LUT-vs-throughput staircase equals the exhaustive one;
     lambda = infinity gives the fastest design."""
-    char = _three_block_char()
+    char = three_block_char()
     for positions, fractions, acc in CONFIGS:
-        comp = dse.Composer(char, _config(positions, fractions, acc))
+        comp = Composer(char, exit_config(positions, fractions, acc))
         full, method = comp.candidates()
         assert method == "exhaustive"
         heur, method = comp.candidates(limit=1)
@@ -192,16 +184,16 @@ def test_lagrangian_heuristic_keeps_the_cheapest_design_at_every_throughput_leve
 
 
 def test_baseline_ratios_compare_like_with_like():
-    char = _three_block_char()
-    configs = [_config(p, f, a) for p, f, a in CONFIGS]
-    result = dse.search(char, configs, _board(), dse.Constraints(), "throughput")
+    char = three_block_char()
+    configs = [exit_config(p, f, a) for p, f, a in CONFIGS]
+    result = search(char, configs, board(), Constraints(), "throughput")
     t = result.table
     b = result.baseline
     assert t["early_exits"][b] == 0
     # The baseline is the fastest no-exit design within the budget.
     base = np.flatnonzero(t["early_exits"] == 0)
     assert t["throughput"][b] == t["throughput"][base].max()
-    r = dse.baseline_ratios(result)
+    r = baseline_ratios(result)
     # Like with like: within 0.5 pp of the baseline's accuracy, in budget, and no design the
     # search itself would refuse (final path at most twice the baseline's, the default ceiling).
     ok = (t["early_exits"] > 0) & (t["accuracy"] >= t["accuracy"][b] - 0.005 - 1e-12) & result.fits
@@ -218,10 +210,12 @@ def test_baseline_ratios_compare_like_with_like():
     assert t["early_exits"][j] == 0 and t["throughput"][j] >= peak
     within = t["LUT"] <= ee_luts
     assert r["throughput_at_equal_luts"]["ratio"] == pytest.approx(
-        t["throughput"][ok & within].max() / t["throughput"][base[within[base]]].max())
+        t["throughput"][ok & within].max() / t["throughput"][base[within[base]]].max()
+    )
     assert t["early_exits"][r["throughput_at_equal_luts"]["baseline_candidate"]] == 0
     assert r["mean_latency_at_equal_accuracy"]["ratio"] == pytest.approx(
-        t["mean_latency"][ok].min() / t["mean_latency"][b])
+        t["mean_latency"][ok].min() / t["mean_latency"][b]
+    )
     # The curve: at every step of the baseline's LUT/throughput staircase, the fastest early-exit
     # design within the same LUTs.
     expected, best = [], 0.0
@@ -239,12 +233,15 @@ def test_ratios_where_early_exit_pays_are_the_hand_computed_ones():
     """Block 0 sets the pace (II 100 at any folding); block 1 costs 2000 LUT per lane at II 400 /
     lanes. With 75 % of samples leaving at exit 0, the early-exit design folds block 1 to 1 lane
     and still keeps block 0's pace (0.25 * 400 = 100), where the baseline needs 4 lanes."""
-    options = {"blocks.0": [_opt("blocks.0", 100, 105, 2000)],
-               "blocks.1": [_opt("blocks.1", 400 // n, 405 // n, 2000 * n, lanes=n) for n in (1, 2, 4)],
-               "heads.0": [_opt("heads.0", 10, 15, 100)], "heads.1": [_opt("heads.1", 10, 15, 100)]}
-    configs = [_config((1,), (1.0,), 0.95), _config((0, 1), (0.75, 0.25), 0.95)]
-    result = dse.search(_char(options, 2), configs, _board(), dse.Constraints(max_worst_latency=math.inf), "latency")
-    r = dse.baseline_ratios(result)
+    options = {
+        "blocks.0": [unit_option("blocks.0", 100, 105, 2000)],
+        "blocks.1": [unit_option("blocks.1", 400 // n, 405 // n, 2000 * n, lanes=n) for n in (1, 2, 4)],
+        "heads.0": [unit_option("heads.0", 10, 15, 100)],
+        "heads.1": [unit_option("heads.1", 10, 15, 100)],
+    }
+    configs = [exit_config((1,), (1.0,), 0.95), exit_config((0, 1), (0.75, 0.25), 0.95)]
+    result = search(characterisation(options, 2), configs, board(), Constraints(max_worst_latency=math.inf), "latency")
+    r = baseline_ratios(result)
     base = {n: 2000 + 2000 * n + 100 + FINAL_DEC_LUT + MERGE_LUT[1] for n in (1, 2, 4)}
     early = 2000 + 2000 + 100 + 100 + DEC_LUT + FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT
     assert r["luts_at_equal_throughput"]["ratio"] == pytest.approx(early / base[4])
@@ -252,26 +249,28 @@ def test_ratios_where_early_exit_pays_are_the_hand_computed_ones():
     # block 1 at 1 lane: 1/400 against 1/100.
     assert base[1] < early < base[2]
     assert r["throughput_at_equal_luts"]["ratio"] == pytest.approx(4.0)
-    assert [(p["LUT"], round(p["ratio"], 9)) for p in r["throughput_at_equal_luts_curve"]] == [(base[2], 2.0),
-                                                                                              (base[4], 1.0)]
+    assert [(p["LUT"], round(p["ratio"], 9)) for p in r["throughput_at_equal_luts_curve"]] == [
+        (base[2], 2.0),
+        (base[4], 1.0),
+    ]
 
 
 def test_ratios_respect_the_worst_case_ceiling_unless_asked_not_to():
-    char = _three_block_char()
-    configs = [_config(p, f, a) for p, f, a in CONFIGS]
-    free = dse.search(char, configs, _board(), dse.Constraints(max_worst_latency=1e9), "throughput")
+    char = three_block_char()
+    configs = [exit_config(p, f, a) for p, f, a in CONFIGS]
+    free = search(char, configs, board(), Constraints(max_worst_latency=1e9), "throughput")
     t, b = free.table, free.baseline
     ok = (t["early_exits"] > 0) & (t["accuracy"] >= t["accuracy"][b] - 0.005 - 1e-12) & free.fits
     at_thr = ok & (t["throughput"] >= t["throughput"][b])
-    best = dse.baseline_ratios(free)["luts_at_equal_throughput"]["candidate"]
+    best = baseline_ratios(free)["luts_at_equal_throughput"]["candidate"]
     # A ceiling under the cheapest design at the baseline's throughput, above some other one.
     limit = float(t["worst_latency"][at_thr & (t["worst_latency"] < t["worst_latency"][best])].max())
-    tight = dse.search(char, configs, _board(), dse.Constraints(max_worst_latency=limit), "throughput")
+    tight = search(char, configs, board(), Constraints(max_worst_latency=limit), "throughput")
     assert tight.baseline == b
     within = at_thr & (t["worst_latency"] <= limit)
-    got = dse.baseline_ratios(tight)["luts_at_equal_throughput"]
+    got = baseline_ratios(tight)["luts_at_equal_throughput"]
     assert got["ratio"] == pytest.approx(t["LUT"][within].min() / t["LUT"][got["baseline_candidate"]])
-    relaxed = dse.baseline_ratios(tight, ceiling=False)["luts_at_equal_throughput"]
+    relaxed = baseline_ratios(tight, ceiling=False)["luts_at_equal_throughput"]
     assert relaxed["candidate"] == best and relaxed["ratio"] < got["ratio"]
 
 
@@ -279,11 +278,10 @@ def test_ratios_respect_the_worst_case_ceiling_unless_asked_not_to():
 # The whole loop on a tiny model: characterise (Yosys), search, validate (Verilator + Yosys)
 
 
-
 @pytest.fixture(scope="module")
 def tiny_dse(tiny_dse_config):
     path = tiny_dse_config
-    report = dse.run(path, "pynq-z2", policies=("margin",), validate=3, validate_ratio_designs=False)
+    report = run(path, "pynq-z2", policies=("margin",), validate=3, validate_ratio_designs=False)
     return path, report
 
 
@@ -321,48 +319,75 @@ def test_predicted_cycles_are_within_five_percent_of_simulation(tiny_dse):
 
 
 @pytest.mark.slow
+def test_predictions_hold_on_a_cnn(tiny_cnn_dse_config):
+    """On a 2-D CNN (line buffers, pooling, a folded MVU per conv) the DSE's composed figures of
+    every validated design, simulated whole and synthesised: throughput within 5 %, FF within
+    10 %, and each unit's LUT and FF equal to its Yosys count in the design (within 10 %)."""
+    report = run(tiny_cnn_dse_config, "pynq-z2", policies=("margin",), validate=2, validate_ratio_designs=False)
+    assert len(report["validated"]) >= 2
+    for des in report["validated"]:
+        e = des["errors"]
+        assert abs(e["throughput"]["error"]) <= 0.05, (des["id"], e["throughput"])
+        assert abs(e["FF"]["error"]) <= 0.10, (des["id"], e["FF"])
+        per_block = des["measured"]["resources"]["per_block"]
+        for unit in des["units"]:
+            for r in ("LUT", "FF"):
+                predicted, measured = unit["resources"][r], per_block[unit["unit"]][r]
+                assert abs(predicted - measured) <= 0.10 * measured, (des["id"], unit["unit"], r, predicted, measured)
+
+
+@pytest.mark.slow
 def test_flow_builds_the_chosen_design(tiny_dse):
     path, report = tiny_dse
     d = flow.run(path, board="pynq-z2", stop_after="evaluate")
-    chosen = json.loads((dse.dse_dir("pynq-z2", d.cfg.name) / "chosen.json").read_text())
+    chosen = json.loads((dse_dir("pynq-z2", d.cfg.name) / "chosen.json").read_text())
     assert chosen["training_hash"] == d.cfg.training_hash()
     exits, thresholds = flow._early_exit_choice(d)
     assert exits == report["chosen"]["exits"][:-1] and thresholds == report["chosen"]["thresholds"]
     flow.step_rtl(d)
-    folds = {s.name: [s.folding.simd, s.folding.pe] for b in list(d.rtl["early_exit"].plan.blocks)
-             + list(d.rtl["early_exit"].plan.heads.values()) for s in b.stages if hasattr(s, "folding")}
+    folds = {
+        s.name: [s.folding.simd, s.folding.pe]
+        for b in list(d.rtl["early_exit"].plan.blocks) + list(d.rtl["early_exit"].plan.heads.values())
+        for s in b.stages
+        if hasattr(s, "folding")
+    }
     assert folds == report["chosen"]["folding"]
     # The flow's baseline is the DSE's: the no-exit design at its best folding for the board.
     base = d.rtl["baseline"].plan
-    folds = {s.name: [s.folding.simd, s.folding.pe] for b in list(base.blocks) + list(base.heads.values())
-             for s in b.stages if hasattr(s, "folding")}
+    folds = {
+        s.name: [s.folding.simd, s.folding.pe]
+        for b in list(base.blocks) + list(base.heads.values())
+        for s in b.stages
+        if hasattr(s, "folding")
+    }
     assert folds == report["baseline"]["folding"]
 
 
+@pytest.mark.slow
 def test_characterisation_covers_every_policy_exit_and_folding(tiny_dse_config, fake_synth_pool):
-    from eehw.characterise import characterise
+    from eehw.dse.characterise import characterise
 
     d = flow.run(tiny_dse_config, stop_after="evaluate")
     logits = cached_logits(d.cfg, d.data, d.golden)
-    pols = dse.hardware_policies(d.cfg, logits)
+    pols = hardware_policies(d.cfg, logits)
     assert set(pols) == {"margin", "max_softmax_pow2"}
-    char = characterise(d.golden, _board(), pols, max_simd=4, max_pe=2, pool=fake_synth_pool)
+    char = characterise(d.golden, board(), pols, max_simd=4, max_pe=2, pool=fake_synth_pool)
     # blocks.0 is 64 -> 16: lanes 1, 2, 4, 8 give (1,1), (2,1), (4,1), (4,2).
     assert [o.folding["blocks.0.2"] for o in char.options["blocks.0"]] == [(1, 1), (2, 1), (4, 1), (4, 2)]
     assert [o.ii for o in char.options["blocks.0"]] == [64 * 16, 64 * 16 // 2, 64 * 16 // 4, 64 * 16 // 8]
-    configs = dse.exit_configs(d.golden.exits, d.golden.logit_exps, logits, pols)
+    configs = exit_configs(d.golden.exits, d.golden.logit_exps, logits, pols)
     assert {c.policy for c in configs} == {"margin", "max_softmax_pow2"}
-    result = dse.search(char, configs, _board(), dse.Constraints(), "latency")  # every glue key is there
-    assert result.evaluated == sum(int(np.prod(dse.Composer(char, c).sizes)) for c in configs)
+    result = search(char, configs, board(), Constraints(), "latency")  # every glue key is there
+    assert result.evaluated == sum(int(np.prod(Composer(char, c).sizes)) for c in configs)
 
 
 def test_worst_case_latency_ceiling_keeps_slow_paths_out():
     """DeepSloth-style inputs all reach the final exit: --max-worst-latency bounds that path."""
-    char = _three_block_char()
-    configs = [_config(p, f, a) for p, f, a in CONFIGS]
+    char = three_block_char()
+    configs = [exit_config(p, f, a) for p, f, a in CONFIGS]
     points = _brute_force(char, configs, 53200, 0.0)
     limit = float(np.median([p[5] for p in points]))
-    result = dse.search(char, configs, _board(), dse.Constraints(max_worst_latency=limit), "latency")
+    result = search(char, configs, board(), Constraints(max_worst_latency=limit), "latency")
     assert int(result.feasible.sum()) == sum(p[5] <= limit for p in points)
     best = min((p for p in points if p[5] <= limit), key=lambda p: (p[1], p[3], -p[0]))
     assert result.design(result.ranked[0])["predicted"]["mean_latency"] == pytest.approx(best[1])
@@ -371,18 +396,19 @@ def test_worst_case_latency_ceiling_keeps_slow_paths_out():
 def test_default_worst_case_ceiling_is_twice_the_baselines():
     """Without --max-worst-latency, no design may take more than twice the no-exit baseline's
     cycles to its final exit (the baseline being the objective's best no-exit design in budget)."""
-    char = _three_block_char()
-    configs = [_config(p, f, a) for p, f, a in CONFIGS]
+    char = three_block_char()
+    configs = [exit_config(p, f, a) for p, f, a in CONFIGS]
     points = _brute_force(char, configs, 53200, 0.0)
     no_exit = [p for p in points if len(configs[p[4]].positions) == 1]
     baseline = min(no_exit, key=lambda p: (p[1], p[3], -p[0]))
     limit = 2 * baseline[5]
-    result = dse.search(char, configs, _board(), dse.Constraints(min_accuracy=0.0), "latency")
+    result = search(char, configs, board(), Constraints(min_accuracy=0.0), "latency")
     assert result.max_worst_latency == pytest.approx(limit)
     assert int(result.feasible.sum()) == sum(p[5] <= limit for p in points)
     assert any(p[5] > limit for p in points)  # the ceiling does cut something here
 
 
+@pytest.mark.slow
 def test_config_scheduler_reaches_the_executor(tiny_dse_config, tmp_path, monkeypatch):
     """`dse: {scheduler: ...}` in the config is the default of --scheduler."""
     from contextlib import contextmanager
@@ -397,10 +423,10 @@ def test_config_scheduler_reaches_the_executor(tiny_dse_config, tmp_path, monkey
         raise RuntimeError("stop before any job")
         yield
 
-    monkeypatch.setattr("eehw.executor.executor", fake_executor)
+    monkeypatch.setattr("eehw.dse.executor.executor", fake_executor)
     with pytest.raises(RuntimeError, match="stop before"):
-        dse.run(path, "pynq-z2", policies=("margin",))
+        run(path, "pynq-z2", policies=("margin",))
     assert seen == ["tcp://192.0.2.1:8786"]
     with pytest.raises(RuntimeError, match="stop before"):
-        dse.run(path, "pynq-z2", policies=("margin",), scheduler="tcp://198.51.100.7:8786")
+        run(path, "pynq-z2", policies=("margin",), scheduler="tcp://198.51.100.7:8786")
     assert seen[-1] == "tcp://198.51.100.7:8786"

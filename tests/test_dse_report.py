@@ -8,10 +8,12 @@ import subprocess
 
 import numpy as np
 import pytest
-from test_dse import CONFIGS, _board, _config, _three_block_char
+from dse_cases import CONFIGS, board, exit_config, three_block_char
 
-from eehw import dse
-from eehw.dse_report import misses, to_markdown, write_reports
+from eehw.dse.explore import pareto_point
+from eehw.dse.search import Constraints, baseline_ratios, search, top_designs
+from eehw.dse.validate import compare_predicted
+from eehw.report.dse import misses, to_markdown, write_reports
 
 
 def _measured(des, rng, lut_error=0.0):
@@ -19,49 +21,81 @@ def _measured(des, rng, lut_error=0.0):
     p = des["predicted"]
     n = 200
     exit_index = rng.choice(len(des["exits"]), size=n, p=des["exit_fractions"])
-    lat = np.array([des["predicted"]["worst_latency"] if e == len(des["exits"]) - 1 else p["mean_latency"] / 2
-                    for e in exit_index])
-    return {"bit_exact": {"samples": n, "mismatches": 0, "exit_mismatches": 0, "class_mismatches": 0, "lost": 0,
-                          "duplicated": 0},
-            "latency_cycles": {"mean": float(lat.mean()), "p50": float(np.median(lat)), "p99": float(lat.max()),
-                               "max": int(lat.max()), "min": int(lat.min()), "per_exit": []},
-            "latency_cycles_raw": lat.tolist(), "worst_case_latency_cycles": int(p["worst_latency"]),
-            "latency_bound": int(p["worst_latency"]), "throughput_samples_per_cycle": p["throughput"] * 0.99,
-            "exit_index": exit_index.tolist(),
-            "exit_rates": (np.bincount(exit_index, minlength=len(des["exits"])) / n).tolist(),
-            "resources": {k: p[k] * (1 + lut_error) for k in ("LUT", "FF", "DSP", "BRAM18")}}
+    lat = np.array(
+        [des["predicted"]["worst_latency"] if e == len(des["exits"]) - 1 else p["mean_latency"] / 2 for e in exit_index]
+    )
+    return {
+        "bit_exact": {
+            "samples": n,
+            "mismatches": 0,
+            "exit_mismatches": 0,
+            "class_mismatches": 0,
+            "lost": 0,
+            "duplicated": 0,
+        },
+        "latency_cycles": {
+            "mean": float(lat.mean()),
+            "p50": float(np.median(lat)),
+            "p99": float(lat.max()),
+            "max": int(lat.max()),
+            "min": int(lat.min()),
+            "per_exit": [],
+        },
+        "latency_cycles_raw": lat.tolist(),
+        "worst_case_latency_cycles": int(p["worst_latency"]),
+        "latency_bound": int(p["worst_latency"]),
+        "throughput_samples_per_cycle": p["throughput"] * 0.99,
+        "exit_index": exit_index.tolist(),
+        "exit_rates": (np.bincount(exit_index, minlength=len(des["exits"])) / n).tolist(),
+        "resources": {k: p[k] * (1 + lut_error) for k in ("LUT", "FF", "DSP", "BRAM18")},
+    }
 
 
 @pytest.fixture(scope="module")
 def report_and_result():
     rng = np.random.default_rng(0)
-    char = _three_block_char()
+    char = three_block_char()
     char.synthesised, char.cached, char.seconds = 3, 40, 1.5
-    configs = [_config(p, f, a) for p, f, a in CONFIGS]
-    result = dse.search(char, configs, _board(), dse.Constraints(min_accuracy=0.93), "latency")
-    picks = dse.top_designs(result, 3)
+    configs = [exit_config(p, f, a) for p, f, a in CONFIGS]
+    result = search(char, configs, board(), Constraints(min_accuracy=0.93), "latency")
+    picks = top_designs(result, 3)
     designs = []
     for n, i in enumerate([*picks, result.baseline]):
         des = result.design(i)
         des["id"] = "baseline" if i == result.baseline else f"design{n}"
         des["measured"] = _measured(des, rng, lut_error=0.2 if n == 1 else 0.0)
-        des["errors"] = dse.compare_predicted(des, des["measured"])
+        des["errors"] = compare_predicted(des, des["measured"])
         designs.append(des)
-    ratios = dse.baseline_ratios(result)
+    ratios = baseline_ratios(result)
     for r in ratios.values():
         if isinstance(r, dict):
             r["design"], r["measured_ratio"] = "design0", None
     report = {
-        "kind": "dse", "design": "synthetic", "board": "test", "part": "xc7z020clg400-1", "clock_mhz": 100.0,
-        "objective": "latency", "constraints": {"min_accuracy": 0.93, "max_latency": None, "min_throughput": None},
+        "kind": "dse",
+        "design": "synthetic",
+        "board": "test",
+        "part": "xc7z020clg400-1",
+        "clock_mhz": 100.0,
+        "objective": "latency",
+        "constraints": {"min_accuracy": 0.93, "max_latency": None, "min_throughput": None},
         "budget": {"LUT": 53200, "FF": 106400, "BRAM18": 280, "DSP": 220},
         "characterisation": {"lane_levels": [1, 2, 4], "synthesised": 3, "cached": 40, "seconds": 1.5},
-        "search": {"exit_configurations": len(configs), "candidates": result.evaluated,
-                   "within_budget": int(result.fits.sum()), "feasible": int(result.feasible.sum()),
-                   "pareto": len(result.pareto), "methods": {"exhaustive": 4}, "exhaustive_limit": 4096,
-                   "seconds": result.seconds},
-        "chosen": designs[0], "baseline": designs[-1], "validated": designs, "ratios": ratios,
-        "pareto": [dse._point(result, i) for i in result.pareto], "seconds": {"search": result.seconds},
+        "search": {
+            "exit_configurations": len(configs),
+            "candidates": result.evaluated,
+            "within_budget": int(result.fits.sum()),
+            "feasible": int(result.feasible.sum()),
+            "pareto": len(result.pareto),
+            "methods": {"exhaustive": 4},
+            "exhaustive_limit": 4096,
+            "seconds": result.seconds,
+        },
+        "chosen": designs[0],
+        "baseline": designs[-1],
+        "validated": designs,
+        "ratios": ratios,
+        "pareto": [pareto_point(result, i) for i in result.pareto],
+        "seconds": {"search": result.seconds},
     }
     return report, result
 
@@ -97,13 +131,27 @@ def test_html_renders_in_headless_chromium_with_every_plot_decoded(report_and_re
     report, result = report_and_result
     html_path = write_reports(report, tmp_path, result)[2]
     probe = tmp_path / "probe.html"
-    script = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-              " document.body.setAttribute('data-probe', imgs.filter(i => i.complete && i.naturalWidth > 100).length"
-              " + '/' + imgs.length + '/' + document.querySelectorAll('table').length"
-              " + '/' + document.querySelectorAll('#validation tbody tr').length); });</script>")
+    script = (
+        "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+        " document.body.setAttribute('data-probe', imgs.filter(i => i.complete && i.naturalWidth > 100).length"
+        " + '/' + imgs.length + '/' + document.querySelectorAll('table').length"
+        " + '/' + document.querySelectorAll('#validation tbody tr').length); });</script>"
+    )
     probe.write_text(html_path.read_text().replace("</body>", script + "</body>"))
-    proc = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-                           "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r'data-probe="(\d+)/(\d+)/(\d+)/(\d+)"', proc.stdout)
     assert found, f"chromium rendered nothing: {proc.stderr[-500:]}"
     decoded, images, tables, rows = map(int, found.groups())

@@ -49,17 +49,18 @@ def _report():
     return json.loads((folder / "report.json").read_text()), (folder / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_brevitas_golden_mismatch_stops_the_flow(config, monkeypatch, capsys):
-    import eehw.evaluate
+    import eehw.policy.evaluate
 
-    real = eehw.evaluate.brevitas_int_logits
+    real = eehw.policy.evaluate.brevitas_int_logits
 
     def off_by_one(model, x, golden, **kw):
         logits = real(model, x, golden, **kw)
         logits[-1][5, 0] += 1  # test sample 5, final exit
         return logits
 
-    monkeypatch.setattr(eehw.evaluate, "brevitas_int_logits", off_by_one)
+    monkeypatch.setattr(eehw.policy.evaluate, "brevitas_int_logits", off_by_one)
     line = _synth_fails(config, capsys)
     assert "golden vs Brevitas: 1 of" in line and "first: test sample 5 at exit 1" in line
     report, md = _report()
@@ -69,15 +70,15 @@ def test_brevitas_golden_mismatch_stops_the_flow(config, monkeypatch, capsys):
 @pytest.mark.slow
 def test_injected_rtl_mismatch_stops_the_flow(config, monkeypatch, capsys, without_hls):
     """One result bit forced in the simulated hardware (the class LSB of the result stream)."""
-    import eehw.measure
+    import eehw.hw.measure
 
-    real = eehw.measure.simulate
+    real = eehw.hw.measure.simulate
 
     def corrupted(rtl, *args, **kw):
         exit_w = max(1, (len(rtl.plan.exits) - 1).bit_length())
         return real(rtl, *args, inject=f"initial force u_dut.m_tdata[{exit_w}] = 1'b1;", **kw)
 
-    monkeypatch.setattr(eehw.measure, "simulate", corrupted)
+    monkeypatch.setattr(eehw.hw.measure, "simulate", corrupted)
     line = _synth_fails(config, capsys)
     assert "rtl early-exit:" in line and "results differ from the golden model; first: test sample" in line
     report, md = _report()
@@ -87,9 +88,9 @@ def test_injected_rtl_mismatch_stops_the_flow(config, monkeypatch, capsys, witho
 
 @pytest.mark.slow
 def test_worst_case_above_the_stated_bound_stops_the_flow(config, monkeypatch, capsys, without_hls):
-    """A stated bound a quarter of the latency bound (eehw.timing), so below what the hardware
+    """A stated bound a quarter of the latency bound (eehw.hw.timing), so below what the hardware
     takes on the final-exit path."""
-    from eehw.rtl import RtlDesign
+    from eehw.hw.rtl.design import RtlDesign
 
     real = RtlDesign.latency_bound
     monkeypatch.setattr(RtlDesign, "latency_bound", property(lambda self: real.fget(self) // 4))
@@ -103,7 +104,7 @@ def test_worst_case_above_the_stated_bound_stops_the_flow(config, monkeypatch, c
 def test_hls_csim_mismatch_stops_the_flow(config, monkeypatch, capsys):
     import shutil
 
-    from eehw.hls import HlsBlock
+    from eehw.hw.hls.settings import HlsBlock
     from eehw.paths import cache_dir
 
     shutil.rmtree(cache_dir() / "hls_chain", ignore_errors=True)  # a cached clean check would hide the fault
@@ -113,7 +114,7 @@ def test_hls_csim_mismatch_stops_the_flow(config, monkeypatch, capsys):
         y = real(self, x)
         if self.name == "heads.1":
             y = np.array(y, copy=True)
-            y[3, 0] += 2.0 ** 6
+            y[3, 0] += 2.0**6
         return y
 
     monkeypatch.setattr(HlsBlock, "predict", wrong_head)
@@ -125,9 +126,11 @@ def test_hls_csim_mismatch_stops_the_flow(config, monkeypatch, capsys):
 @pytest.mark.slow
 def test_a_design_over_the_board_budget_stops_the_flow_with_its_report(config, tmp_path, capsys, without_hls):
     board = tmp_path / "tiny_board.yaml"
-    board.write_text("name: tiny_board\npart: xc7z007sclg225-1\nfamily: xc7\nclock_mhz: 100\n"
-                     "budget: {LUT: 500, FF: 1000000, BRAM18: 100, DSP: 100}\nshell: {type: zynq7}\n"
-                     "description: a board too small for the design\n")
+    board.write_text(
+        "name: tiny_board\npart: xc7z007sclg225-1\nfamily: xc7\nclock_mhz: 100\n"
+        "budget: {LUT: 500, FF: 1000000, BRAM18: 100, DSP: 100}\nshell: {type: zynq7}\n"
+        "description: a board too small for the design\n"
+    )
     assert cli.main(["synth", str(config), "--board", str(board)]) == 2
     out = capsys.readouterr()
     lines = [line for line in (out.err + out.out).splitlines() if line.startswith("eehw: error")]

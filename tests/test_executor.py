@@ -4,14 +4,16 @@ the whole search."""
 import numpy as np
 import pytest
 
-from eehw.logits import cached_logits
-from eehw import dse, flow
+from eehw import flow
 from eehw.board import load_board
-from eehw.characterise import characterise, fork_files, merge_files, synth_job
-from eehw.executor import executor, run_jobs
+from eehw.dse.characterise import characterise, fork_files, merge_files, synth_job
+from eehw.dse.executor import executor, run_jobs
+from eehw.dse.exits import exit_configs, hardware_policies
+from eehw.dse.explore import run
+from eehw.dse.search import Constraints, search
+from eehw.policy.logits import cached_logits
 
 distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] is not installed")
-
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +26,7 @@ def _jobs():
     return [("fork", ("eehw_char_top", fork_files(8), "xc7")), ("merge", ("eehw_char_top", merge_files(2, 12), "xc7"))]
 
 
+@pytest.mark.slow
 def test_yosys_jobs_on_dask_equal_local_processes(cluster, tmp_path, monkeypatch):
     # Separate caches, so both executors really run Yosys.
     monkeypatch.setenv("EEHW_CACHE_DIR", str(tmp_path / "dask"))
@@ -49,17 +52,18 @@ def test_search_on_dask_equals_the_local_run(cluster, tiny_dse_config):
     d = flow.run(tiny_dse_config, stop_after="evaluate")
     board = load_board("pynq-z2")
     logits = cached_logits(d.cfg, d.data, d.golden)
-    pols = dse.hardware_policies(d.cfg, logits, ("margin",))
-    configs = dse.exit_configs(d.golden.exits, d.golden.logit_exps, logits, pols)
+    pols = hardware_policies(d.cfg, logits, ("margin",))
+    configs = exit_configs(d.golden.exits, d.golden.logit_exps, logits, pols)
     results = []
     for scheduler in (cluster, None):  # Dask first: on a fresh cache it is the one that synthesises
         with executor(scheduler, workers=2) as pool:
             char = characterise(d.golden, board, pols, max_simd=2, max_pe=1, pool=pool)
-        results.append((char, dse.search(char, configs, board, dse.Constraints(), "latency")))
+        results.append((char, search(char, configs, board, Constraints(), "latency")))
     (c_dask, r_dask), (c_local, r_local) = results
     assert c_dask.glue == c_local.glue
-    assert {u: [o.as_dict() for o in opts] for u, opts in c_dask.options.items()} == \
-        {u: [o.as_dict() for o in opts] for u, opts in c_local.options.items()}
+    assert {u: [o.as_dict() for o in opts] for u, opts in c_dask.options.items()} == {
+        u: [o.as_dict() for o in opts] for u, opts in c_local.options.items()
+    }
     for key in r_local.table:
         np.testing.assert_array_equal(r_dask.table[key], r_local.table[key])
     np.testing.assert_array_equal(r_dask.ranked, r_local.ranked)
@@ -78,14 +82,23 @@ def test_validation_on_process_workers_needs_no_shared_folder(tiny_dse_config, t
     config.write_text(tiny_dse_config.read_text().replace("name: tiny_dse", "name: tiny_dse_dask"))
     worker = tmp_path / "worker"
     env = {"EEHW_CACHE_DIR": str(worker / "cache"), "EEHW_BUILD_DIR": str(worker / "build")}
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  local_directory=str(worker / "dask"), env=env) as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            local_directory=str(worker / "dask"),
+            env=env,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         (worker / "cwd").mkdir(parents=True)
         client.run(os.chdir, str(worker / "cwd"))
         assert set(client.run(os.getcwd).values()) == {str(worker / "cwd")}
-        report = dse.run(config, "pynq-z2", policies=("margin",), scheduler=cluster, validate=1,
-                         validate_ratio_designs=False)
+        report = run(
+            config, "pynq-z2", policies=("margin",), scheduler=cluster, validate=1, validate_ratio_designs=False
+        )
     client_designs = (build_dir() / "pynq-z2" / "tiny_dse_dask" / "dse" / "designs").resolve()
     assert len(report["validated"]) >= 2  # the chosen design and the baseline
     for des in report["validated"]:

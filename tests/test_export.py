@@ -9,30 +9,24 @@ import torch
 
 from eehw.config import load_config
 from eehw.errors import EehwError
-from eehw.export import _fixed_input_quant, brevitas_int_logits, check_contract, export_golden
-from eehw.model import load_factory_model
+from eehw.model.export import brevitas_int_logits, check_contract, export_golden, fixed_input_quant
+from eehw.model.net import load_factory_model
 
 USER_MODELS = Path(__file__).parent / "user_models"
 
 
-def _factory_config(tmp_path, func):
-    path = USER_MODELS / f"cfg_{func}.yaml"
-    path.write_text(f"data: {{name: digits}}\nmodel: {{factory: 'tiny_ee:{func}'}}\n")
-    return load_config(path)
-
-
 @pytest.fixture
 def factory(tmp_path):
-    made = []
+    """A config naming a factory of tests/user_models/tiny_ee.py, written with a copy of that
+    module under tmp_path (a factory module is found beside its config)."""
+    (tmp_path / "tiny_ee.py").write_text((USER_MODELS / "tiny_ee.py").read_text())
 
     def make(func):
-        cfg = _factory_config(tmp_path, func)
-        made.append(cfg.source)
-        return cfg
+        path = tmp_path / f"cfg_{func}.yaml"
+        path.write_text(f"data: {{name: digits}}\nmodel: {{factory: 'tiny_ee:{func}'}}\n")
+        return load_config(path)
 
-    yield make
-    for p in made:
-        p.unlink()
+    return make
 
 
 def _calibrated(model):
@@ -57,14 +51,19 @@ def test_user_factory_model_is_bit_exact(factory):
         np.testing.assert_array_equal(ours, theirs)
 
 
-@pytest.mark.parametrize("func,message", [
-    ("make_float_scale_model", "blocks.0.0: activation scale"),
-    ("make_per_channel_model", "blocks.0.2 has per-channel weight scales"),
-    ("make_float_bias_model", "blocks.0.2 has a float bias"),
-    ("make_float_feature_model", "layer heads.0.0 failed in a quantised forward pass: the layer before it must "
-                                 "return a QuantTensor"),
-    ("make_unsupported_layer_model", "blocks.0.4 (Sigmoid) is not supported"),
-])
+@pytest.mark.parametrize(
+    "func,message",
+    [
+        ("make_float_scale_model", "blocks.0.0: activation scale"),
+        ("make_per_channel_model", "blocks.0.2 has per-channel weight scales"),
+        ("make_float_bias_model", "blocks.0.2 has a float bias"),
+        (
+            "make_float_feature_model",
+            "layer heads.0.0 failed in a quantised forward pass: the layer before it must return a QuantTensor",
+        ),
+        ("make_unsupported_layer_model", "blocks.0.4 (Sigmoid) is not supported"),
+    ],
+)
 def test_contract_violations_are_refused(factory, func, message):
     model = load_factory_model(factory(func))
     fails_forward = func in ("make_unsupported_layer_model", "make_float_feature_model")
@@ -118,9 +117,9 @@ def test_inserted_input_quantiser_is_the_identity(signed, bits, exp):
     scale and width (the proof that inserting it changes nothing)."""
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     ints = torch.arange(lo, hi + 1, dtype=torch.float32)
-    out = _fixed_input_quant(exp, bits, signed)(ints * 2.0 ** exp)
-    assert float(out.scale) == 2.0 ** exp and int(out.bit_width) == bits and bool(out.signed) == signed
-    assert torch.equal(out.value, ints * 2.0 ** exp)
+    out = fixed_input_quant(exp, bits, signed)(ints * 2.0**exp)
+    assert float(out.scale) == 2.0**exp and int(out.bit_width) == bits and bool(out.signed) == signed
+    assert torch.equal(out.value, ints * 2.0**exp)
 
 
 def test_untrained_check_refuses_wrong_logit_shape(factory):

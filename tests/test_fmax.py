@@ -1,10 +1,10 @@
-"""The timing estimate (eehw.fmax): Yosys sta on two small registered circuits whose logic depth
+"""The timing estimate (eehw.hw.tools.fmax): Yosys sta on two small registered circuits whose logic depth
 is known by construction, and the warning rule computed by hand."""
 
 import pytest
 
 from eehw.errors import EehwError
-from eehw.fmax import critical_path, timing_summary
+from eehw.hw.tools.fmax import critical_path, timing_summary
 
 CIRCUIT = """
 module {name} (input wire clk, input wire [{w}:0] a, output reg q);
@@ -40,6 +40,7 @@ def test_warning_above_sixty_percent_of_the_period():
     assert timing_summary({**path, "ns": 5.9}, 200.0)["warning"]  # 5 ns period
 
 
+@pytest.mark.slow
 def test_a_failing_estimate_is_one_line_and_remembered(tmp_path, monkeypatch):
     bad = tmp_path / "bad.v"
     bad.write_text("module bad_top (input wire clk); this is not verilog\nendmodule\n")
@@ -49,6 +50,6 @@ def test_a_failing_estimate_is_one_line_and_remembered(tmp_path, monkeypatch):
     def no_yosys(*args, **kwargs):
         raise AssertionError("Yosys ran again on a netlist it already failed on")
 
-    monkeypatch.setattr("eehw.fmax.subprocess.run", no_yosys)
+    monkeypatch.setattr("eehw.hw.tools.run.subprocess.run", no_yosys)
     with pytest.raises(EehwError, match="Yosys sta on bad_top failed"):
         critical_path([bad], "bad_top")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eehw.golden import Conv, Dense, Flatten, MaxPool, Quant, int_range, shift_round_half_even
+from eehw.model.golden import Conv, Dense, Flatten, MaxPool, Quant, int_range, shift_round_half_even
 
 
 @given(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=50), st.integers(-8, 20))
@@ -27,8 +27,13 @@ def test_shift_hand_cases():
     assert shift_round_half_even(x, 2).tolist() == [2, 4, -2, -4, 3, 2, -2]
 
 
-@given(st.integers(2, 12), st.booleans(), st.integers(-10, 4), st.integers(-10, 4),
-       st.lists(st.integers(-(2**20), 2**20), min_size=1, max_size=30))
+@given(
+    st.integers(2, 12),
+    st.booleans(),
+    st.integers(-10, 4),
+    st.integers(-10, 4),
+    st.lists(st.integers(-(2**20), 2**20), min_size=1, max_size=30),
+)
 @settings(max_examples=300, deadline=None)
 def test_requant_rounds_then_saturates(bits, signed, in_exp, out_exp, values):
     q = Quant("q", in_exp, out_exp, bits, signed)
@@ -55,8 +60,17 @@ def test_conv_matches_torch(dims, stride, padding):
     x = rng.integers(0, 16, size=(4, 3, *spatial))
     op = Conv("c", w, b, 0, 0, 4, (stride,) * dims, (padding,) * dims)
     conv = F.conv1d if dims == 1 else F.conv2d
-    want = conv(torch.from_numpy(x).double(), torch.from_numpy(w).double(), torch.from_numpy(b).double(),
-                stride=stride, padding=padding).numpy().astype(np.int64)
+    want = (
+        conv(
+            torch.from_numpy(x).double(),
+            torch.from_numpy(w).double(),
+            torch.from_numpy(b).double(),
+            stride=stride,
+            padding=padding,
+        )
+        .numpy()
+        .astype(np.int64)
+    )
     np.testing.assert_array_equal(op(x), want)
 
 

@@ -3,20 +3,22 @@ DSE choosing among them from cached logits, and the flow building the chosen mix
 compares with an independent path: Brevitas's own forward pass of the source models, the
 generator's stated latency bound, the golden model in the RTL simulation."""
 
-
 import numpy as np
 import pytest
 import torch
 
-from eehw.logits import cached_logits
-from eehw import dse, flow
+from eehw import flow
 from eehw.artefacts import ExitChoice
-from eehw.characterise import characterise
-from eehw.export import brevitas_int_logits, export_golden
-from eehw.head_variants import assemble, assembled_golden, train_alternatives
-from eehw.hwplan import plan_design
-from eehw.policies import PolicyParams, decide
-from eehw.rtl import generate
+from eehw.dse.characterise import characterise
+from eehw.dse.exits import alternative_logits, exit_configs, hardware_policies, kept_params
+from eehw.dse.explore import dse_dir
+from eehw.dse.search import Constraints, search
+from eehw.hw.plan import plan_design
+from eehw.hw.rtl.design import generate
+from eehw.model.export import brevitas_int_logits, export_golden
+from eehw.model.head_variants import assemble, assembled_golden, train_alternatives
+from eehw.policy.logits import cached_logits
+from eehw.policy.policies import PolicyParams, decide
 
 TINY_CNN = """
 name: tiny_heads
@@ -52,6 +54,7 @@ def _brevitas(model, d):
     return brevitas_int_logits(model, d.data.x_test, golden)
 
 
+@pytest.mark.slow
 def test_alternatives_keep_the_backbone_and_assemble_exactly(tiny):
     _, d, choices = tiny
     assert set(choices.variants) == {"linear", "conv_pool_linear"}
@@ -73,9 +76,10 @@ def test_alternatives_keep_the_backbone_and_assemble_exactly(tiny):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_a_head_type_never_trained_is_named_in_one_line(tiny):
     from eehw.errors import EehwError
-    from eehw.head_variants import HeadChoices
+    from eehw.model.head_variants import HeadChoices
 
     _, d, _ = tiny
     bare = HeadChoices(d.cfg, d.trained, d.golden)  # as if dse.heads had listed nothing
@@ -83,13 +87,14 @@ def test_a_head_type_never_trained_is_named_in_one_line(tiny):
         assemble(bare, d.data, {0: "linear"})
 
 
+@pytest.mark.slow
 def test_exit_configurations_cover_every_head_choice(tiny):
     _, d, choices = tiny
     logits = cached_logits(d.cfg, d.data, d.golden)
-    pols = dse.hardware_policies(d.cfg, logits)
-    alts = dse.alternative_logits(d.cfg, choices, d.data, pols)
+    pols = hardware_policies(d.cfg, logits)
+    alts = alternative_logits(d.cfg, choices, d.data, pols)
     assert sorted(alts[0]) == ["conv_pool_linear", "linear"]
-    configs = dse.exit_configs(d.golden.exits, d.golden.logit_exps, logits, pols, (0.0, 2.0, 5.0), alts)
+    configs = exit_configs(d.golden.exits, d.golden.logit_exps, logits, pols, (0.0, 2.0, 5.0), alts)
     heads = {c.heads for c in configs if len(c.positions) == 2}
     assert heads == {(None, None), ("linear", None), ("conv_pool_linear", None)}
     # An exit configuration's accuracy is the policy applied to that head's own golden logits.
@@ -98,26 +103,34 @@ def test_exit_configurations_cover_every_head_choice(tiny):
         if c.heads and c.heads[0] is not None:
             golden = assembled_golden(choices, {0: c.heads[0]})
             z = golden.forward(d.data.x_test)
-            kp = dse.kept_params(c.params, golden.exits, c.positions)
+            kp = kept_params(c.params, golden.exits, c.positions)
             _, pred = decide(kp, z, golden.logit_exps, list(c.thresholds))
             assert c.accuracy == pytest.approx(float((pred == y).mean()))
 
 
+@pytest.mark.slow
 def test_composed_cycles_of_an_alternative_head_equal_the_generators_bound(tiny, tmp_path, fake_synth_pool):
     from eehw.board import load_board
-    from eehw.hwplan import Folding
+    from eehw.hw.stages import Folding
 
     _, d, choices = tiny
     logits = cached_logits(d.cfg, d.data, d.golden)
-    pols = dse.hardware_policies(d.cfg, logits, ("margin",))
-    alts = dse.alternative_logits(d.cfg, choices, d.data, pols)
-    configs = dse.exit_configs(d.golden.exits, d.golden.logit_exps, logits, pols, (2.0, 5.0), alts)
+    pols = hardware_policies(d.cfg, logits, ("margin",))
+    alts = alternative_logits(d.cfg, choices, d.data, pols)
+    configs = exit_configs(d.golden.exits, d.golden.logit_exps, logits, pols, (2.0, 5.0), alts)
     board = load_board("pynq-z2")
-    char = characterise(d.golden, board, pols, max_simd=2, max_pe=1, pool=fake_synth_pool,
-                        alternatives={t: (v.golden, v.positions) for t, v in choices.variants.items()},
-                        own_types={0: "pool_linear", 1: "linear"})
+    char = characterise(
+        d.golden,
+        board,
+        pols,
+        max_simd=2,
+        max_pe=1,
+        pool=fake_synth_pool,
+        alternatives={t: (v.golden, v.positions) for t, v in choices.variants.items()},
+        own_types={0: "pool_linear", 1: "linear"},
+    )
     assert set(char.alt_heads[0]) == {"linear", "conv_pool_linear"}
-    result = dse.search(char, configs, board, dse.Constraints(), "latency")
+    result = search(char, configs, board, Constraints(), "latency")
     checked = 0
     for i in range(result.evaluated):
         des = result.design(i)
@@ -136,16 +149,24 @@ def test_flow_builds_the_chosen_head_bit_exact(tiny):
     """chosen.json naming an alternative head: the flow trains nothing new, builds that head
     and the simulated design equals the golden model on every test sample."""
     path, d, choices = tiny
-    out = dse.dse_dir("pynq-z2", d.cfg.name)
+    out = dse_dir("pynq-z2", d.cfg.name)
     out.mkdir(parents=True, exist_ok=True)
-    ExitChoice(config=d.cfg.name, board="pynq-z2", training_hash=d.cfg.training_hash(), exits=(0, 1),
-               heads=("conv_pool_linear", "linear"), policy=PolicyParams("margin"), thresholds=(0,),
-               folding={}).save(out / "chosen.json")
+    ExitChoice(
+        config=d.cfg.name,
+        board="pynq-z2",
+        training_hash=d.cfg.training_hash(),
+        exits=(0, 1),
+        heads=("conv_pool_linear", "linear"),
+        policy=PolicyParams("margin"),
+        thresholds=(0,),
+        folding={},
+    ).save(out / "chosen.json")
     try:
         run = flow.run(path, board="pynq-z2", stop_after="simulate")
     finally:
         (out / "chosen.json").unlink()
     assert run.cfg.model.exits[0].head.value == "conv_pool_linear"
+
     # The built head convolves (a sliding window), the config's own pool_linear head does not.
     def modules(block):
         return {s.module for s in block.stages}

@@ -1,6 +1,6 @@
 """hls4ml projects per block: C-sim chain vs the golden integer model, project contents, cache, errors.
 
-The reference is the golden model (eehw.golden), run block by block here; the layouts it is
+The reference is the golden model (eehw.model.golden), run block by block here; the layouts it is
 compared in are written out in this file (channels-last = np.moveaxis(x, 1, -1)).
 """
 
@@ -19,10 +19,13 @@ from torch import nn
 from eehw import flow
 from eehw.board import load_board
 from eehw.errors import EehwError
-from eehw.golden import IntBlock
-from eehw.hls import (HlsBlock, HlsSettings, build_hls_projects, chain_check, chain_outputs, export_block, run_chain,
-                      settings_from_plan)
-from eehw.hwplan import Folding, plan_design
+from eehw.hw.hls.build import build_hls_projects
+from eehw.hw.hls.chain import chain_check, chain_outputs, run_chain
+from eehw.hw.hls.qonnx_export import export_block
+from eehw.hw.hls.settings import HlsBlock, HlsSettings, settings_from_plan
+from eehw.hw.plan import plan_design
+from eehw.hw.stages import Folding
+from eehw.model.golden import IntBlock
 from eehw.paths import build_dir, cache_dir
 
 BOARD = "pynq-z2"
@@ -39,8 +42,9 @@ def _build(name: str):
     design = flow.run(name, stop_after="golden")
     board = load_board(BOARD)
     start = time.perf_counter()
-    projects = build_hls_projects(design.trained, design.golden, board, build_dir() / BOARD / name,
-                                  settings=_flow_settings(design)[1])
+    projects = build_hls_projects(
+        design.trained, design.golden, board, build_dir() / BOARD / name, settings=_flow_settings(design)[1]
+    )
     seconds = time.perf_counter() - start
     print(f"\n{name}: {len(projects)} projects built in {seconds:.1f} s")
     for p in projects:
@@ -91,6 +95,7 @@ def _assert_chain_bit_exact(design, projects):
     assert len(x) > 100
 
 
+@pytest.mark.slow
 def test_digits_mlp_chain_equals_golden(digits_mlp):
     _assert_chain_bit_exact(*digits_mlp)
 
@@ -105,19 +110,26 @@ def test_mnist1d_cnn_chain_equals_golden(mnist1d_cnn):
     _assert_chain_bit_exact(*mnist1d_cnn)
 
 
+@pytest.mark.slow
 def test_projects_are_io_stream_with_the_rtl_folding(digits_mlp):
     """Each weighted layer's ReuseFactor is IN*OUT / (SIMD*PE) of its MVU, computed here."""
     design, projects = digits_mlp
     plan, _ = _flow_settings(design)
-    mvus = {st.name: st for part in (*plan.blocks, *plan.heads.values()) for st in part.stages
-            if hasattr(st, "folding")}
+    mvus = {
+        st.name: st for part in (*plan.blocks, *plan.heads.values()) for st in part.stages if hasattr(st, "folding")
+    }
     for p in projects:
         config = (p.project_dir / "hls4ml_config.yml").read_text()
         assert re.search(r"^IOType: io_stream$", config, re.M), p.name
-        ops = [op for op in next(b for b in [*design.golden.blocks, *design.golden.heads.values()]
-                                 if b.name == p.name).ops if op.name in mvus]
-        want = [op.weight.shape[0] * op.weight.shape[1] // (mvus[op.name].folding.simd * mvus[op.name].folding.pe)
-                for op in ops]
+        ops = [
+            op
+            for op in next(b for b in [*design.golden.blocks, *design.golden.heads.values()] if b.name == p.name).ops
+            if op.name in mvus
+        ]
+        want = [
+            op.weight.shape[0] * op.weight.shape[1] // (mvus[op.name].folding.simd * mvus[op.name].folding.pe)
+            for op in ops
+        ]
         assert list(p.settings.reuse_factors) == want, p.name
         # hls4ml builds a requested factor it supports as is, and moves one it cannot build to
         # the closest it can; the project records what it built.
@@ -133,8 +145,12 @@ def test_digits_cnn_folded_to_one_lane_chain_equals_golden(digits_cnn, tmp_path)
     """The deepest folding the DSE offers (SIMD = PE = 1: ReuseFactor = IN*OUT, Resource strategy)
     keeps the C-sim chain bit-exact on every test sample."""
     design, _ = digits_cnn
-    layers = [op.name for b in [*design.golden.blocks, *design.golden.heads.values()] for op in b.ops
-              if type(op).__name__ in ("Dense", "Conv")]
+    layers = [
+        op.name
+        for b in [*design.golden.blocks, *design.golden.heads.values()]
+        for op in b.ops
+        if type(op).__name__ in ("Dense", "Conv")
+    ]
     _, settings = _flow_settings(design, {name: Folding(1, 1) for name in layers})
     projects = build_hls_projects(design.trained, design.golden, load_board(BOARD), tmp_path, settings=settings)
     assert all(rf > 1 for p in projects for rf in p.reuse_factors)
@@ -163,6 +179,7 @@ def _defines(project) -> str:
     return (project.project_dir / "firmware" / "defines.h").read_text()
 
 
+@pytest.mark.slow
 def test_project_input_precision_is_the_brevitas_type(digits_mlp):
     design, projects = digits_mlp
     expected = _expected_input_types(design.golden)
@@ -175,6 +192,7 @@ def test_project_input_precision_is_the_brevitas_type(digits_mlp):
         assert "fixed<16,6>" not in match.group(1)
 
 
+@pytest.mark.slow
 def test_project_output_precision_is_the_golden_type(digits_mlp):
     design, projects = digits_mlp
     blocks = {b.name: b for b in list(design.golden.blocks) + list(design.golden.heads.values())}
@@ -189,6 +207,7 @@ def test_project_output_precision_is_the_golden_type(digits_mlp):
         assert typedef and typedef.group(1).startswith(want), (p.name, typedef and typedef.group(1), want)
 
 
+@pytest.mark.slow
 def test_part_and_clock_come_from_the_board(digits_mlp):
     _, projects = digits_mlp
     board = load_board(BOARD)
@@ -201,6 +220,7 @@ def test_part_and_clock_come_from_the_board(digits_mlp):
         assert re.search(r"^Backend: Vitis$", (p.project_dir / "hls4ml_config.yml").read_text(), re.M)
 
 
+@pytest.mark.slow
 def test_projects_live_under_out_dir_hls_block_name(digits_mlp):
     design, projects = digits_mlp
     root = build_dir() / BOARD / design.cfg.name / "hls"
@@ -212,6 +232,7 @@ def test_projects_live_under_out_dir_hls_block_name(digits_mlp):
         assert not list(root.glob(".*tmp*"))
 
 
+@pytest.mark.slow
 def test_second_build_is_a_cache_hit(digits_mlp, monkeypatch, tmp_path):
     design, first = digits_mlp
     import hls4ml.converters
@@ -220,8 +241,9 @@ def test_second_build_is_a_cache_hit(digits_mlp, monkeypatch, tmp_path):
         raise AssertionError("hls4ml conversion ran on a cache hit")
 
     monkeypatch.setattr(hls4ml.converters, "convert_from_onnx_model", no_conversion)
-    again = build_hls_projects(design.trained, design.golden, load_board(BOARD), tmp_path / "again",
-                               settings=_flow_settings(design)[1])
+    again = build_hls_projects(
+        design.trained, design.golden, load_board(BOARD), tmp_path / "again", settings=_flow_settings(design)[1]
+    )
     assert all(p.cached and p.compile_seconds == 0.0 for p in again)
     assert [p.key for p in again] == [p.key for p in first]
     for p in again:
@@ -235,34 +257,44 @@ def test_second_build_is_a_cache_hit(digits_mlp, monkeypatch, tmp_path):
 
 def _block_1(design):
     """blocks.1 of a design as build_block takes it: its QONNX graph and its input type."""
-    from eehw.hls import FixedType
+    from eehw.hw.hls.settings import FixedType
 
     block, prev = design.golden.blocks[1], design.golden.blocks[0]
     in_type = FixedType(prev.out_bits, prev.out_exp, prev.out_signed)
     return block, export_block(design.trained.model.blocks[1], block), in_type
 
 
+@pytest.mark.slow
 def test_settings_and_vivado_backend(digits_mlp, tmp_path):
-    from eehw.hls import build_block
+    from eehw.hw.hls.build import build_block
 
     design, first = digits_mlp
     block, qonnx, in_type = _block_1(design)
-    project = build_block(block.name, qonnx, block, in_type, load_board(BOARD), tmp_path / block.name,
-                          backend="Vivado", settings=HlsSettings(reuse_factor=4, strategy="Resource"))
+    project = build_block(
+        block.name,
+        qonnx,
+        block,
+        in_type,
+        load_board(BOARD),
+        tmp_path / block.name,
+        backend="Vivado",
+        settings=HlsSettings(reuse_factor=4, strategy="Resource"),
+    )
     assert project.key != next(p.key for p in first if p.name == block.name)
     assert "reuse_factor = 4" in (project.project_dir / "firmware" / "parameters.h").read_text()
     config = (project.project_dir / "hls4ml_config.yml").read_text()
     assert re.search(r"^Backend: Vivado$", config, re.M) and "Strategy: Resource" in config
     # Still bit-exact: fed the golden input of blocks.1, it gives the golden output.
     golden_in = design.golden.blocks[0](design.data.x_test)
-    got = project.predict(golden_in * 2.0 ** design.golden.blocks[0].out_exp) * 2.0 ** -block.out_exp
+    got = project.predict(golden_in * 2.0 ** design.golden.blocks[0].out_exp) * 2.0**-block.out_exp
     np.testing.assert_array_equal(got, block(golden_in))
 
 
+@pytest.mark.slow
 def test_failed_compile_leaves_nothing(digits_mlp, tmp_path, monkeypatch):
     from hls4ml.backends.fpga.fpga_backend import FPGABackend
 
-    from eehw.hls import build_block
+    from eehw.hw.hls.build import build_block
 
     def broken(self, model):
         raise Exception("g++: internal compiler error")
@@ -272,17 +304,25 @@ def test_failed_compile_leaves_nothing(digits_mlp, tmp_path, monkeypatch):
     block, qonnx, in_type = _block_1(design)
     before = set((cache_dir() / "hls4ml").iterdir())
     with pytest.raises(EehwError, match=r"blocks\.1: hls4ml C-sim compile \(g\+\+\) failed") as info:
-        build_block(block.name, qonnx, block, in_type, load_board(BOARD), tmp_path / block.name,
-                    settings=HlsSettings(reuse_factor=2))
+        build_block(
+            block.name,
+            qonnx,
+            block,
+            in_type,
+            load_board(BOARD),
+            tmp_path / block.name,
+            settings=HlsSettings(reuse_factor=2),
+        )
     assert "\n" not in str(info.value)
     added = set((cache_dir() / "hls4ml").iterdir()) - before
     assert all(p.suffix == ".log" for p in added), added  # hls4ml's output kept, no project
     assert not (tmp_path / block.name).exists()
 
 
+@pytest.mark.slow
 def test_hls4ml_default_input_precision_is_refused(digits_mlp, tmp_path, monkeypatch):
     """Left to hls4ml's default fixed<16,6>, the input would be truncated: refused before compiling."""
-    from eehw import hls
+    from eehw.hw.hls import build as hls
 
     original = hls.hls_config
 
@@ -310,19 +350,22 @@ def test_bad_settings_are_one_line_errors():
         HlsSettings(io_type="io_serial")
 
 
+@pytest.mark.slow
 def test_unknown_block_in_settings_is_refused(digits_mlp, tmp_path):
     design, _ = digits_mlp
     with pytest.raises(EehwError, match="blocks.9"):
-        build_hls_projects(design.trained, design.golden, load_board(BOARD), tmp_path,
-                           settings={"blocks.9": HlsSettings()})
+        build_hls_projects(
+            design.trained, design.golden, load_board(BOARD), tmp_path, settings={"blocks.9": HlsSettings()}
+        )
 
 
 def test_unsupported_op_is_one_line_error_naming_the_layer():
     torch.manual_seed(0)
     module = nn.Sequential(
         QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, return_quant_tensor=True),
-        QuantLinear(8, 8, bias=True, weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int16Bias,
-                    return_quant_tensor=False),
+        QuantLinear(
+            8, 8, bias=True, weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int16Bias, return_quant_tensor=False
+        ),
         nn.Hardswish(),
     )
     block = IntBlock("blocks.0", (), (8,), (8,), 0, 8, True)
@@ -333,6 +376,7 @@ def test_unsupported_op_is_one_line_error_naming_the_layer():
     assert "blocks.0.2" in message and "HardSwish" in message
 
 
+@pytest.mark.slow
 def test_chain_check_is_cached_by_content(digits_mlp, monkeypatch):
     """A second check of the same projects on the same samples reads the first one's result; other
     samples run the C-sim again."""

@@ -13,10 +13,10 @@ import pytest
 
 from eehw.board import load_board
 from eehw.errors import EehwError
-from eehw.hls_decision import ap_types_dir, templates_dir
-from eehw.hls_top import Stream, TopDesign, generate
-from eehw.policies import PolicyName
-from eehw.rtl import DecisionFormat
+from eehw.hw.hls.decision import ap_types_dir, templates_dir
+from eehw.hw.hls.top import Stream, TopDesign, generate
+from eehw.hw.plan import DecisionFormat
+from eehw.policy.policies import PolicyName
 
 TCLSH = shutil.which("tclsh")
 needs_tclsh = pytest.mark.skipif(TCLSH is None, reason="tclsh not installed (Debian: apt-get install tcl)")
@@ -44,15 +44,26 @@ close $eehw_calls
 """
 
 MLP = TopDesign(
-    name="digits_mlp", blocks=("block0", "block1", "block2", "block3"),
-    outputs=(Stream(32, 8), Stream(32, 8), Stream(32, 8), Stream(32, 8)), input=Stream(64, 5),
-    input_signed=False, exits=(0, 2, 3), heads=("head0", "head2", "head3"),
-    fmt=DecisionFormat(PolicyName.MARGIN, 10, 16, 8))
+    name="digits_mlp",
+    blocks=("block0", "block1", "block2", "block3"),
+    outputs=(Stream(32, 8), Stream(32, 8), Stream(32, 8), Stream(32, 8)),
+    input=Stream(64, 5),
+    input_signed=False,
+    exits=(0, 2, 3),
+    heads=("head0", "head2", "head3"),
+    fmt=DecisionFormat(PolicyName.MARGIN, 10, 16, 8),
+)
 CNN = TopDesign(
-    name="digits_cnn", blocks=("conv0", "conv1", "conv2"),
-    outputs=(Stream(8, 6, 36), Stream(16, 6, 9), Stream(16, 6, 4)), input=Stream(1, 8, 64),
-    input_signed=True, exits=(1, 2), heads=("exit1", "exit2"),
-    fmt=DecisionFormat(PolicyName.MAX_SOFTMAX_POW2, 10, 12, 6), shifts=(2, 0))
+    name="digits_cnn",
+    blocks=("conv0", "conv1", "conv2"),
+    outputs=(Stream(8, 6, 36), Stream(16, 6, 9), Stream(16, 6, 4)),
+    input=Stream(1, 8, 64),
+    input_signed=True,
+    exits=(1, 2),
+    heads=("exit1", "exit2"),
+    fmt=DecisionFormat(PolicyName.MAX_SOFTMAX_POW2, 10, 12, 6),
+    shifts=(2, 0),
+)
 
 
 def run_tcl(tcl: Path, tmp_path: Path) -> list[list[str]]:
@@ -123,7 +134,7 @@ def test_every_ip_is_instantiated(generated, tmp_path):
     assert {"eehw_input", "eehw_merge"} <= set(cells)
     assert set(files.ips) <= set(cells)
     # a design truncated at its final exit instantiates nothing after it
-    for name in design.blocks[design.exits[-1] + 1:]:
+    for name in design.blocks[design.exits[-1] + 1 :]:
         assert f"{name}_0" not in cells
 
 
@@ -203,8 +214,15 @@ def test_thresholds_mapped_to_registers(generated, tmp_path):
 def test_top_ips_compile(generated, tmp_path):
     """The generated C++ of the small IPs is valid against hls4ml's ap_types (C-sim headers)."""
     design, files = generated
-    cmd = ["g++", "-std=c++14", "-fsyntax-only", f"-I{ap_types_dir()}", f"-I{templates_dir() / 'tb' / 'include'}",
-           f"-I{files.ip_source.parent}", str(files.ip_source)]
+    cmd = [
+        "g++",
+        "-std=c++14",
+        "-fsyntax-only",
+        f"-I{ap_types_dir()}",
+        f"-I{templates_dir() / 'tb' / 'include'}",
+        f"-I{files.ip_source.parent}",
+        str(files.ip_source),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[:3000]
     scripts = {p.name for p in files.ip_scripts}
@@ -215,8 +233,16 @@ def test_top_ips_compile(generated, tmp_path):
 
 def test_bad_designs_are_refused(tmp_path):
     fmt = DecisionFormat(PolicyName.MARGIN, 10, 16, 8)
-    base = dict(name="d", blocks=("a", "b"), outputs=(Stream(4, 8), Stream(4, 8)), input=Stream(4, 8),
-                input_signed=False, exits=(0, 1), heads=("h0", "h1"), fmt=fmt)
+    base = dict(
+        name="d",
+        blocks=("a", "b"),
+        outputs=(Stream(4, 8), Stream(4, 8)),
+        input=Stream(4, 8),
+        input_signed=False,
+        exits=(0, 1),
+        heads=("h0", "h1"),
+        fmt=fmt,
+    )
     with pytest.raises(EehwError, match="increasing"):
         TopDesign(**{**base, "exits": (1, 0)})
     with pytest.raises(EehwError, match="head names"):
@@ -299,22 +325,77 @@ int main() {
 """
 
 
-def test_top_ips_csim(tmp_path):
-    """Input adapter, fork, decision units, conditional buffer and merge, run in C-sim on a
-    two-exit design, checked against eehw.policies and the stream contract by hand."""
-    from eehw.policies import margin_score
-
-    design = TopDesign(name="t", blocks=("b0", "b1"), outputs=(Stream(3, 8, 2), Stream(3, 8)),
-                       input=Stream(4, 8), input_signed=False, exits=(0, 1), heads=("h0", "h1"),
-                       fmt=DecisionFormat(PolicyName.MARGIN, 4, 8, 8))
+def _csim_driver(design, tmp_path):
+    """The top's IPs for ``design`` and CSIM_DRIVER, compiled with g++."""
     files = generate(design, load_board("pynq-z2"), tmp_path / "out")
     driver = files.ip_source.parent / "csim_driver.cpp"
     driver.write_text(CSIM_DRIVER)
     binary = tmp_path / "csim"
-    cmd = ["g++", "-std=c++14", "-O1", f"-I{ap_types_dir()}", f"-I{templates_dir() / 'tb' / 'include'}",
-           f"-I{files.ip_source.parent}", "-o", str(binary), str(driver)]
+    cmd = [
+        "g++",
+        "-std=c++14",
+        "-O1",
+        f"-I{ap_types_dir()}",
+        f"-I{templates_dir() / 'tb' / 'include'}",
+        f"-I{files.ip_source.parent}",
+        "-o",
+        str(binary),
+        str(driver),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[:3000]
+    return binary
+
+
+def _two_exit_design(fmt, shifts=()):
+    return TopDesign(
+        name="t",
+        blocks=("b0", "b1"),
+        outputs=(Stream(3, 8, 2), Stream(3, 8)),
+        input=Stream(4, 8),
+        input_signed=False,
+        exits=(0, 1),
+        heads=("h0", "h1"),
+        fmt=fmt,
+        shifts=shifts,
+    )
+
+
+def test_top_decision_ip_runs_the_shared_vector_file(tmp_path, decision_vectors):
+    """The early exit's decision IP inside the top (with its tag FIFO, conditional buffer and
+    merge), driven with the shared decision-unit vector file's 4 x 8-bit cases (margin and pow2):
+    a row leaves at exit 0 exactly when the file says, with the file's class and confidence."""
+    from eehw.rtl_sim.models.decision_vectors import read
+
+    cases = [c for c in read(decision_vectors) if (c.classes, c.logit_bits) == (4, 8)]
+    assert {c.policy for c in cases} == {"margin", "max_softmax_pow2"}
+    for i, case in enumerate(cases):
+        fmt = DecisionFormat(PolicyName(case.policy), 4, 8, case.frac_bits)
+        binary = _csim_driver(_two_exit_design(fmt, (case.shift, 0)), tmp_path / f"case{i}")
+        for g in case.groups:
+            n = len(g.z)
+            text = f"{n} {n} {g.threshold} {g.enable}\n" + "\n".join(
+                " ".join(map(str, [*g.z[s], s, s, *g.z[s]])) for s in range(n)
+            )
+            run = subprocess.run([str(binary)], input=text, capture_output=True, text=True, timeout=60)
+            assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+            words = [int(ln.split()[1]) for ln in run.stdout.splitlines() if ln.startswith("out ")]
+            assert len(words) == n
+            by_tag = {w >> 48: w for w in words}
+            exit_idx = np.array([(by_tag[s] >> 40) & 0xFF for s in range(n)])
+            where = f"{case.key} thr={g.threshold} en={g.enable}"
+            np.testing.assert_array_equal(exit_idx == 0, g.exit == 1, err_msg=where)
+            left = np.flatnonzero(g.exit == 1)
+            np.testing.assert_array_equal([(by_tag[s] >> 32) & 0xFF for s in left], g.cls[left], err_msg=where)
+            np.testing.assert_array_equal([by_tag[s] & 0xFFFFFFFF for s in left], g.conf[left], err_msg=where)
+
+
+def test_top_ips_csim(tmp_path):
+    """Input adapter, fork, decision units, conditional buffer and merge, run in C-sim on a
+    two-exit design, checked against eehw.policy.policies and the stream contract by hand."""
+    from eehw.policy.policies import margin_score
+
+    binary = _csim_driver(_two_exit_design(DecisionFormat(PolicyName.MARGIN, 4, 8, 8)), tmp_path)
 
     rng = np.random.default_rng(3)
     n, batch, thr = 300, 100, 40
@@ -322,8 +403,7 @@ def test_top_ips_csim(tmp_path):
     z0[::7] = 5  # all-equal rows: margin 0, never exits at thr 40
     z1 = rng.integers(-128, 128, size=(n, 4))
     beats = rng.integers(0, 1 << 24, size=(n, 2))
-    text = f"{n} {batch} {thr} 1\n" + "\n".join(
-        " ".join(map(str, [*z0[s], *beats[s], *z1[s]])) for s in range(n))
+    text = f"{n} {batch} {thr} 1\n" + "\n".join(" ".join(map(str, [*z0[s], *beats[s], *z1[s]])) for s in range(n))
     run = subprocess.run([str(binary)], input=text, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
     lines = [line.split() for line in run.stdout.splitlines()]
@@ -355,19 +435,31 @@ def test_from_golden_describes_kept_exits():
     """Channels-last streams, sanitised IP names, the kept exits' shifts (by the model's exit order)."""
     from types import SimpleNamespace
 
-    from eehw.golden import Quant
-    from eehw.policies import PolicyParams
+    from eehw.model.golden import Quant
+    from eehw.policy.policies import PolicyParams
 
     def block(name, in_shape, out_shape, bits):
-        return SimpleNamespace(name=name, in_shape=in_shape, out_shape=out_shape, out_bits=bits,
-                               ops=(Quant(f"{name}.q", None, 0, 7, True),))
+        return SimpleNamespace(
+            name=name,
+            in_shape=in_shape,
+            out_shape=out_shape,
+            out_bits=bits,
+            ops=(Quant(f"{name}.q", None, 0, 7, True),),
+        )
 
     golden = SimpleNamespace(
-        blocks=(block("blocks.0", (1, 8, 8), (8, 4, 4), 6), block("blocks.1", (8, 4, 4), (16, 2, 2), 6),
-                block("blocks.2", (16, 2, 2), (32,), 6)),
-        heads={0: block("heads.0", (8, 4, 4), (10,), 12), 1: block("heads.1", (16, 2, 2), (10,), 12),
-               2: block("heads.2", (32,), (10,), 12)},
-        exits=[0, 1, 2])
+        blocks=(
+            block("blocks.0", (1, 8, 8), (8, 4, 4), 6),
+            block("blocks.1", (8, 4, 4), (16, 2, 2), 6),
+            block("blocks.2", (16, 2, 2), (32,), 6),
+        ),
+        heads={
+            0: block("heads.0", (8, 4, 4), (10,), 12),
+            1: block("heads.1", (16, 2, 2), (10,), 12),
+            2: block("heads.2", (32,), (10,), 12),
+        },
+        exits=[0, 1, 2],
+    )
     fmt = DecisionFormat(PolicyName.MAX_SOFTMAX_POW2, 10, 12, 6)
     design = TopDesign.from_golden("cnn", golden, [0, 2], PolicyParams("max_softmax_pow2", shifts=(3, 4, 5)), fmt)
     assert design.blocks == ("blocks_0", "blocks_1", "blocks_2")
@@ -378,5 +470,6 @@ def test_from_golden_describes_kept_exits():
     with pytest.raises(EehwError, match="no exit head after block"):
         TopDesign.from_golden("cnn", golden, [0, 3], PolicyParams("margin"), fmt)
     with pytest.raises(EehwError, match="do not output 16-bit logits"):
-        TopDesign.from_golden("cnn", golden, [0, 2], PolicyParams("margin"),
-                              DecisionFormat(PolicyName.MARGIN, 10, 16, 8))
+        TopDesign.from_golden(
+            "cnn", golden, [0, 2], PolicyParams("margin"), DecisionFormat(PolicyName.MARGIN, 10, 16, 8)
+        )

@@ -5,15 +5,18 @@ import torch
 
 from eehw.config import Backbone, ExitSpec, HeadType, ModelConfig
 from eehw.errors import EehwError
-from eehw.export import export_golden
-from eehw.hwplan import DwcStage, Folding, MvuStage, RequantStage, WindowStage, default_folding, plan_design
-from eehw.model import build_model
+from eehw.hw.plan import default_folding, plan_design
+from eehw.hw.stages import DwcStage, Folding, MvuStage, RequantStage, WindowStage
+from eehw.model.export import export_golden
+from eehw.model.net import build_model
 
 
 def _golden(backbone=Backbone.MLP):
     torch.manual_seed(0)
     if backbone == Backbone.MLP:
-        cfg = ModelConfig(backbone=backbone, widths=(12, 20), exits=(ExitSpec(0, HeadType.LINEAR), ExitSpec(1, HeadType.LINEAR)))
+        cfg = ModelConfig(
+            backbone=backbone, widths=(12, 20), exits=(ExitSpec(0, HeadType.LINEAR), ExitSpec(1, HeadType.LINEAR))
+        )
         shape = (1, 8, 8)
     else:
         cfg = ModelConfig(backbone=backbone, widths=(4,), pool=(1,), exits=(ExitSpec(0, HeadType.LINEAR),))
@@ -66,10 +69,12 @@ def test_plan_refusals_are_one_line():
 def test_misspelt_layer_names_are_refused_with_the_valid_ones():
     golden = _golden()
     dense = [op.name for op in golden.blocks[0].ops if type(op).__name__ == "Dense"]
-    with pytest.raises(EehwError, match=r"hardware.folding: no layer named blocks.0.9 .*layers with weights: "
-                                        + dense[0].replace(".", r"\.")):
+    with pytest.raises(
+        EehwError,
+        match=r"hardware.folding: no layer named blocks.0.9 .*layers with weights: " + dense[0].replace(".", r"\."),
+    ):
         plan_design(golden, "bad", foldings={"blocks.0.9": Folding(1, 1)})
-    from eehw.hwplan import MemStyle
+    from eehw.hw.stages import MemStyle
 
     with pytest.raises(EehwError, match="hardware.memory: no layer named head.0"):
         plan_design(golden, "bad", mem_styles={"head.0": MemStyle.BLOCK})
@@ -103,14 +108,16 @@ def test_identity_quantiser_keeps_the_carried_width():
     4-bit unsigned elements, the bus it is wired to (the cause of a user's RTL mismatches)."""
     import dataclasses
 
-    from eehw.golden import Quant
+    from eehw.model.golden import Quant
 
     golden = _golden()
     head = golden.heads[0]
     block_out = [op for op in golden.blocks[0].ops if isinstance(op, Quant)][-1]
     assert (block_out.bits, block_out.signed) == (4, False)
     wide = dataclasses.replace(head.ops[0], bits=8, signed=True)
-    golden = dataclasses.replace(golden, heads={**golden.heads, 0: dataclasses.replace(head, ops=(wide, *head.ops[1:]))})
+    golden = dataclasses.replace(
+        golden, heads={**golden.heads, 0: dataclasses.replace(head, ops=(wide, *head.ops[1:]))}
+    )
     plan = plan_design(golden, "tiny")
     assert not any(isinstance(s, RequantStage) for s in plan.heads[0].stages)
     mvu = next(s for s in plan.heads[0].stages if isinstance(s, MvuStage))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from eehw.errors import EehwError
-from eehw.policies import (
+from eehw.policy.policies import (
     PolicyName,
     PolicyParams,
     calibrate_shift,

@@ -8,30 +8,42 @@ import numpy as np
 import pytest
 
 from eehw.board import load_board
+from eehw.deploy.pynq_driver import EarlyExitOverlay, RegisterMap, pack_inputs, threshold_words, unpack_results
 from eehw.errors import EehwError
-from eehw.hls_top import Stream, TopDesign, generate
-from eehw.policies import PolicyName
-from eehw.pynq_driver import (EarlyExitOverlay, RegisterMap, pack_inputs, threshold_words,
-                              unpack_results)
-from eehw.rtl import DecisionFormat
+from eehw.hw.hls.top import Stream, TopDesign, generate
+from eehw.hw.plan import DecisionFormat
+from eehw.policy.policies import PolicyName
 
 
-def regmap_json(tmp_path, *, elements=3, bits=5, beats=1, words=1, signed=False, exits=3, thr_bits=17,
-                thresholds=None):
+def regmap_json(tmp_path, *, elements=3, bits=5, beats=1, words=1, signed=False, exits=3, thr_bits=17, thresholds=None):
     thresholds = thresholds or [None] * (exits - 1)
     doc = {
-        "design": "t", "dma": {"base": "0x40400000"},
-        "input": {"word_bits": 32, "words_per_beat": words, "beats_per_sample": beats,
-                  "elements_per_beat": elements, "element_bits": bits, "element_signed": signed},
-        "output": {"word_bits": 64, "fields": {"confidence": {"offset": 0, "bits": 32},
-                                               "class": {"offset": 32, "bits": 8},
-                                               "exit": {"offset": 40, "bits": 8},
-                                               "tag": {"offset": 48, "bits": 16}}},
+        "design": "t",
+        "dma": {"base": "0x40400000"},
+        "input": {
+            "word_bits": 32,
+            "words_per_beat": words,
+            "beats_per_sample": beats,
+            "elements_per_beat": elements,
+            "element_bits": bits,
+            "element_signed": signed,
+        },
+        "output": {
+            "word_bits": 64,
+            "fields": {
+                "confidence": {"offset": 0, "bits": 32},
+                "class": {"offset": 32, "bits": 8},
+                "exit": {"offset": 40, "bits": 8},
+                "tag": {"offset": 48, "bits": 16},
+            },
+        },
         "decision": {"num_classes": 10, "threshold_bits": thr_bits},
         "exits": [{"index": k} for k in range(exits)],
         "registers": [{"what": "batch_size", "address": "0x43C00010"}]
-        + [{"what": "exit", "exit": k, "address": f"0x43C{k + 1}0010", "enable_bit": 31, "threshold": thresholds[k]}
-           for k in range(exits - 1)]
+        + [
+            {"what": "exit", "exit": k, "address": f"0x43C{k + 1}0010", "enable_bit": 31, "threshold": thresholds[k]}
+            for k in range(exits - 1)
+        ]
         + [{"what": "batch_size", "address": "0x43CF0010"}],
     }
     path = tmp_path / "register_map.json"
@@ -108,9 +120,17 @@ def test_threshold_words(tmp_path):
 
 
 def test_register_map_carries_the_chosen_thresholds(tmp_path):
-    design = TopDesign(name="d", blocks=("b0", "b1", "b2"), outputs=(Stream(8, 4),) * 3, input=Stream(1, 8, 16),
-                       input_signed=True, exits=(0, 1, 2), heads=("h0", "h1", "h2"),
-                       fmt=DecisionFormat(PolicyName.MARGIN, 10, 12, 6), thresholds=(37, None))
+    design = TopDesign(
+        name="d",
+        blocks=("b0", "b1", "b2"),
+        outputs=(Stream(8, 4),) * 3,
+        input=Stream(1, 8, 16),
+        input_signed=True,
+        exits=(0, 1, 2),
+        heads=("h0", "h1", "h2"),
+        fmt=DecisionFormat(PolicyName.MARGIN, 10, 12, 6),
+        thresholds=(37, None),
+    )
     files = generate(design, load_board("pynq-z2"), tmp_path)
     regs = [r for r in json.loads(files.register_map.read_text())["registers"] if r["what"] == "exit"]
     assert [(r["threshold"], r["value"]) for r in regs] == [(37, "0x80000025"), (None, "0x00000000")]
@@ -122,10 +142,17 @@ def test_register_map_carries_the_chosen_thresholds(tmp_path):
 
 
 def test_register_map_from_the_generator(tmp_path):
-    """The driver reads the map eehw.hls_top writes (one register per early exit, 0x10 into each IP)."""
-    design = TopDesign(name="d", blocks=("b0", "b1"), outputs=(Stream(8, 4), Stream(8, 4)),
-                       input=Stream(1, 8, 16), input_signed=True, exits=(0, 1), heads=("h0", "h1"),
-                       fmt=DecisionFormat(PolicyName.MAX_SOFTMAX_POW2, 10, 12, 6))
+    """The driver reads the map eehw.hw.hls.top writes (one register per early exit, 0x10 into each IP)."""
+    design = TopDesign(
+        name="d",
+        blocks=("b0", "b1"),
+        outputs=(Stream(8, 4), Stream(8, 4)),
+        input=Stream(1, 8, 16),
+        input_signed=True,
+        exits=(0, 1),
+        heads=("h0", "h1"),
+        fmt=DecisionFormat(PolicyName.MAX_SOFTMAX_POW2, 10, 12, 6),
+    )
     files = generate(design, load_board("pynq-z2"), tmp_path)
     regmap = RegisterMap.load(files.register_map)
     assert regmap.thresholds == (None,)  # no thresholds given: the exit is disabled
@@ -175,8 +202,9 @@ def test_board_flow_with_fake_pynq(tmp_path, monkeypatch):
         def __init__(self, path, download=True):
             self.axi_dma_0 = types.SimpleNamespace(sendchannel=Channel("send"), recvchannel=Channel("recv"))
 
-    fake = types.SimpleNamespace(Overlay=Overlay, MMIO=MMIO,
-                                 allocate=lambda shape, dtype: np.zeros(shape, dtype).view(Buffer))
+    fake = types.SimpleNamespace(
+        Overlay=Overlay, MMIO=MMIO, allocate=lambda shape, dtype: np.zeros(shape, dtype).view(Buffer)
+    )
     monkeypatch.setitem(sys.modules, "pynq", fake)
     regmap_json(tmp_path, thresholds=[None, 0x1234])
     ov = EarlyExitOverlay(tmp_path / "d.bit")

@@ -26,8 +26,13 @@ from eehw.random_models import LEVELS, block_shapes, check_seed, random_spec
 SEEDS = st.integers(0, 2**31 - 1)
 # No shrinking: an example costs seconds of Verilator and hls4ml builds, and a seed is already
 # the whole reproduction.
-SETTINGS = dict(deadline=None, derandomize=True, database=None, phases=(Phase.explicit, Phase.generate),
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SETTINGS = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def _failures(report: dict) -> list[str]:
@@ -61,8 +66,9 @@ MODELS = int(os.environ.get("EEHW_PROPERTY_MODELS", "200"))
 def test_many_random_models_are_bit_exact(seeds, tmp_path):
     # Spawned workers: a forked copy of this process (torch's threads, their locks) can hang.
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        reports = list(pool.map(check_seed, seeds, [tmp_path / f"m{s}" for s in seeds],
-                                [i % 16 == 0 for i in range(len(seeds))]))
+        reports = list(
+            pool.map(check_seed, seeds, [tmp_path / f"m{s}" for s in seeds], [i % 16 == 0 for i in range(len(seeds))])
+        )
     bad = [f"model seed {r['seed']}: {_failures(r)}" for r in reports if _failures(r)]
     assert not bad, f"{len(bad)} of {len(reports)} random models differ between levels: {bad[:5]}"
     # The drawing must reach what it claims to cover, or this test proves less than it says.

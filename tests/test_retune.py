@@ -1,6 +1,6 @@
 """`eehw retune`: new register values for the built design, checked on that design's RTL.
 
-The reference is the golden integer model and the Python policy (eehw.policies.decide) over
+The reference is the golden integer model and the Python policy (eehw.policy.policies.decide) over
 the exits the built RTL keeps; the RTL is the one `eehw synth` generated, simulated with the
 retuned register values without being regenerated.
 """
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from eehw import flow
+from eehw.deploy.pynq_driver import RegisterMap
+from eehw.deploy.retune import register_map_path, retune, rtl_register_map_path
 from eehw.errors import EehwError
-from eehw.policies import decide
-from eehw.pynq_driver import RegisterMap
-from eehw.retune import register_map_path, retune, rtl_register_map_path
-from eehw.sim import simulate
+from eehw.hw.rtl.sim import simulate
+from eehw.policy.policies import decide
 
 CONFIG, BOARD = "digits_mlp", "pynq-z2"
 
@@ -52,11 +52,15 @@ def test_retuned_registers_drive_the_built_rtl(built, target):
     sim = simulate(rtl, d.golden.quantize_input(x), thresholds)
     keep = [d.golden.exits.index(p) for p in rtl.plan.exits]
     logits = d.golden.forward(x)
-    want_exit, want_class = decide(flow.design_policy(d).restricted(keep), [logits[k] for k in keep],
-                                   [d.golden.logit_exps[k] for k in keep], thresholds)
-    np.testing.assert_array_equal(sim.exit_index[:len(x)], want_exit)
-    np.testing.assert_array_equal(sim.prediction[:len(x)], want_class)
-    measured = np.bincount(sim.exit_index[:len(x)], minlength=len(keep)) / len(x)
+    want_exit, want_class = decide(
+        flow.design_policy(d).restricted(keep),
+        [logits[k] for k in keep],
+        [d.golden.logit_exps[k] for k in keep],
+        thresholds,
+    )
+    np.testing.assert_array_equal(sim.exit_index[: len(x)], want_exit)
+    np.testing.assert_array_equal(sim.prediction[: len(x)], want_class)
+    measured = np.bincount(sim.exit_index[: len(x)], minlength=len(keep)) / len(x)
     np.testing.assert_allclose(measured, result["predicted_test"]["exit_rates"], atol=1e-12)
     if "exit" in target:
         assert measured[target["exit"]] == 1.0
@@ -74,6 +78,7 @@ def test_retune_refuses_a_bad_target(built):
         retune(CONFIG, BOARD, exit=9)
 
 
+@pytest.mark.slow
 def test_retune_without_a_built_design_says_what_to_run(tiny_config):
     with pytest.raises(EehwError, match=r"no built design .* run `eehw synth tiny_mlp --board pynq-z2` first"):
         retune(str(tiny_config(epochs=1)), BOARD, budget=0.5)

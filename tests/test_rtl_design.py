@@ -2,7 +2,7 @@
 Python policy, for every shipped config: every test sample, 10k samples under random input
 gaps and output backpressure, the stated worst-case latency, and the error flag.
 
-The simulations run in the generated wrapper (eehw/sim.py); on digits_mlp the wrapper is also
+The simulations run in the generated wrapper (eehw/hw/rtl/sim.py); on digits_mlp the wrapper is also
 checked against the per-cycle Python testbench, an independent implementation of the same
 stimulus, cycle for cycle.
 """
@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from eehw import flow
-from eehw.measure import expected_outputs
-from eehw.sim import simulate, wrapper_source
+from eehw.hw.measure import expected_outputs
+from eehw.hw.rtl.sim import simulate
+from eehw.hw.rtl.verilate import wrapper_source
 
 CONFIGS = ["digits_mlp", "digits_cnn", "mnist1d_cnn"]
 
@@ -73,7 +74,7 @@ def test_every_test_sample_matches_golden_and_the_worst_case_latency_is_the_boun
         if kind == "early_exit":  # the early exits are used: not every sample goes to the final exit
             assert len(rtl.plan.exits) >= 2 and (exits < len(rtl.plan.exits) - 1).any()
         # Every early exit disabled: all to the final exit, each in the same number of cycles (the
-        # timing is data independent), within the stated bound (eehw.timing). The bound is exact
+        # timing is data independent), within the stated bound (eehw.hw.timing). The bound is exact
         # where the gates serialise the blocks; a chain of blocks without a gate overlaps them,
         # which the bound allows for conservatively.
         worst = simulate(rtl, x_int[:8], [None] * len(thresholds), one_at_a_time=True)
@@ -95,8 +96,10 @@ def test_backpressure_loses_and_duplicates_nothing_over_10k_samples(design):
     # The stalls did bite: results waited (latency under load above the idle latency).
     idle = simulate(rtl, design.golden.quantize_input(x[:200]), thresholds, one_at_a_time=True)
     assert sim.latency[:200].mean() > idle.latency.mean()
-    print(f"\n{rtl.top}: {sim.samples} samples, {sim.missing} lost, {sim.duplicates} duplicated, "
-          f"{sim.cycles} cycles in {sim.wall_seconds:.1f} s")
+    print(
+        f"\n{rtl.top}: {sim.samples} samples, {sim.missing} lost, {sim.duplicates} duplicated, "
+        f"{sim.cycles} cycles in {sim.wall_seconds:.1f} s"
+    )
 
 
 @pytest.mark.slow
@@ -123,8 +126,7 @@ def test_a_sample_whose_feature_beats_carry_a_wrong_tag_raises_the_top_error():
     x_int = design.golden.quantize_input(design.data.x_test[:3])
     clean = simulate(rtl, x_int, _thresholds(design))
     assert not clean.error_flag
-    sim = simulate(rtl, x_int, [None] * len(_thresholds(design)),
-                   inject="initial force u_dut.g0_in_tuser = 16'h7fff;")
+    sim = simulate(rtl, x_int, [None] * len(_thresholds(design)), inject="initial force u_dut.g0_in_tuser = 16'h7fff;")
     assert sim.error_flag
     # The gate forwards the tag its feature beats carry, so each result is unmatched (a
     # "duplicate") and its own sample "missing": three of each, none lost to a stall.
@@ -132,14 +134,19 @@ def test_a_sample_whose_feature_beats_carry_a_wrong_tag_raises_the_top_error():
 
 
 def _lint(files: list[str], top: str) -> None:
-    from eehw.verilator import require_verilator, verilator_env
+    from eehw.hw.tools.verilator import require_verilator, verilator_env
 
     env = {**os.environ, **verilator_env()}
-    result = subprocess.run([require_verilator(), "--lint-only", "-Wall", *files, "--top-module", top],
-                            capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [require_verilator(), "--lint-only", "-Wall", *files, "--top-module", top],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0 and "%Warning" not in result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_generated_tops_and_wrappers_are_lint_clean(design, tmp_path):
     """-Wall clean: every port and stage output is driven and used."""
     for rtl in design.rtl.values():
@@ -153,12 +160,14 @@ def test_generated_tops_and_wrappers_are_lint_clean(design, tmp_path):
 @pytest.mark.slow
 def test_a_design_over_budget_says_which_resource_and_by_how_much(mlp, tmp_path):
     from eehw.board import load_board
-    from eehw.measure import resources
+    from eehw.hw.measure import resources
 
     board = tmp_path / "tiny.yaml"
-    board.write_text("name: tiny\npart: xc7z007sclg225-1\nfamily: xc7\nclock_mhz: 100\n"
-                     "budget: {LUT: 1000, FF: 1000000, BRAM18: 100, DSP: 100}\nshell: {type: zynq7}\n"
-                     "description: a board too small for the design\n")
+    board.write_text(
+        "name: tiny\npart: xc7z007sclg225-1\nfamily: xc7\nclock_mhz: 100\n"
+        "budget: {LUT: 1000, FF: 1000000, BRAM18: 100, DSP: 100}\nshell: {type: zynq7}\n"
+        "description: a board too small for the design\n"
+    )
     res = resources(mlp.rtl["baseline"], load_board(str(board)))
     assert res["fits"] is False
     assert res["overruns"] == [f"LUT over by {res['LUT'] - 1000:,} ({res['LUT']:,} / 1,000)"]

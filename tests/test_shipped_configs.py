@@ -8,7 +8,7 @@ import pytest
 
 from eehw import flow
 from eehw.artefacts import Evaluation
-from eehw.export import brevitas_int_logits
+from eehw.model.export import brevitas_int_logits
 
 SHIPPED = ["digits_mlp", "digits_cnn", "mnist1d_cnn"]
 

@@ -9,15 +9,16 @@ import pytest
 import torch
 
 from eehw.config import load_config
-from eehw.data import load_dataset
 from eehw.errors import EehwError
-from eehw.export import export_golden
-from eehw.hwplan import FifoStage, Folding, MvuStage, WindowStage, plan_design
-from eehw.measure import check_against_golden, expected_outputs
-from eehw.model import make_model
-from eehw.policies import PolicyParams, margin_score
-from eehw.rtl import generate
-from eehw.sim import simulate
+from eehw.hw.measure import check_against_golden, expected_outputs
+from eehw.hw.plan import plan_design
+from eehw.hw.rtl.design import generate
+from eehw.hw.rtl.sim import simulate
+from eehw.hw.stages import FifoStage, Folding, MvuStage, WindowStage
+from eehw.model.data import load_dataset
+from eehw.model.export import export_golden
+from eehw.model.net import make_model
+from eehw.policy.policies import PolicyParams, margin_score
 
 SAMPLES = 24
 
@@ -34,7 +35,7 @@ def fmnist():
     model.train()
     with torch.no_grad():
         for start in range(0, 512, 128):  # settle the runtime-statistics quantisers
-            model(torch.from_numpy(data.x_train[start:start + 128]))
+            model(torch.from_numpy(data.x_train[start : start + 128]))
     model.eval()
     golden = export_golden(model, torch.from_numpy(data.x_train[:2]))
     return cfg, data, golden

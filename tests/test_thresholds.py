@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from eehw.errors import EehwError
-from eehw.policies import PolicyName, PolicyParams, decide, pow2_sum_bits
-from eehw.thresholds import (
+from eehw.policy.policies import PolicyName, PolicyParams, decide, pow2_sum_bits
+from eehw.policy.thresholds import (
     MODES,
     candidate_thresholds,
     evaluate,

@@ -1,10 +1,11 @@
 """Training regimes and the checkpoint cache."""
 
+import pytest
 import torch
 
 from eehw.config import load_config
-from eehw.data import load_dataset
-from eehw.train import train
+from eehw.model.data import load_dataset
+from eehw.model.train import train
 
 
 def _split_state(model):
@@ -15,6 +16,7 @@ def _split_state(model):
     return backbone, {k: v for k, v in state.items() if k not in backbone}
 
 
+@pytest.mark.slow
 def test_e2e_is_deterministic_and_cached(tiny_config):
     cfg = load_config(tiny_config("e2e", epochs=2, seed=3))
     data = load_dataset(cfg.data, cfg.seed, cfg.base_dir)
@@ -27,13 +29,13 @@ def test_e2e_is_deterministic_and_cached(tiny_config):
         assert torch.equal(a, b)  # same seed, same weights
 
 
+@pytest.mark.slow
 def test_ic_only_leaves_backbone_unchanged(tiny_config, tmp_path):
     base_cfg = load_config(tiny_config("e2e", epochs=2, seed=5))
     data = load_dataset(base_cfg.data, base_cfg.seed, base_cfg.base_dir)
     backbone = train(base_cfg, data)
     before_backbone, before_heads = _split_state(backbone.model)
-    cfg = load_config(tiny_config("ic_only", epochs=2, seed=5,
-                                  extra=f"  backbone_checkpoint: {backbone.checkpoint}"))
+    cfg = load_config(tiny_config("ic_only", epochs=2, seed=5, extra=f"  backbone_checkpoint: {backbone.checkpoint}"))
     trained = train(cfg, data)
     after_backbone, after_heads = _split_state(trained.model)
     assert before_backbone.keys() == after_backbone.keys()
@@ -43,17 +45,24 @@ def test_ic_only_leaves_backbone_unchanged(tiny_config, tmp_path):
     assert any(not torch.equal(v, after_heads[k]) for k, v in before_heads.items() if v.dtype.is_floating_point)
 
 
+@pytest.mark.slow
 def test_mixed_and_distillation_train_everything(tiny_config):
-    cfg = load_config(tiny_config("mixed", epochs=1, seed=7,
-                                  extra="  backbone_epochs: 1\n  distillation: {temperature: 2.0, alpha: 0.7}"))
+    cfg = load_config(
+        tiny_config(
+            "mixed", epochs=1, seed=7, extra="  backbone_epochs: 1\n  distillation: {temperature: 2.0, alpha: 0.7}"
+        )
+    )
     data = load_dataset(cfg.data, cfg.seed, cfg.base_dir)
     torch.manual_seed(cfg.seed)
-    from eehw.model import make_model
-    from eehw.train import input_signed
+    from eehw.model.net import make_model
+    from eehw.model.train import input_signed
 
     untrained = make_model(cfg, data.input_shape, data.num_classes, input_signed(data))
     trained = train(cfg, data).model
     before = dict(untrained.named_parameters())
-    unchanged = [name for name, p in trained.named_parameters()
-                 if name.endswith(("weight", "bias")) and torch.equal(p, before[name])]
+    unchanged = [
+        name
+        for name, p in trained.named_parameters()
+        if name.endswith(("weight", "bias")) and torch.equal(p, before[name])
+    ]
     assert not unchanged

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from eehw import vendor
 from eehw.board import Resources
 from eehw.errors import EehwError
+from eehw.hw.tools import vendor
 
 DATA = Path(__file__).parent / "data" / "vendor"
 
@@ -53,8 +53,10 @@ def test_vivado_utilization():
 def test_vivado_utilization_synth_hls4ml_style(tmp_path):
     """Post-synthesis reports mark 'Slice LUTs*' and have no Prohibited column."""
     text = (DATA / "utilization_routed.rpt").read_text()
-    text = text.replace("| Slice LUTs                 | 14873 |     0 |          0 |",
-                        "| Slice LUTs*                |  1526 |     0 |          0 |")
+    text = text.replace(
+        "| Slice LUTs                 | 14873 |     0 |          0 |",
+        "| Slice LUTs*                |  1526 |     0 |          0 |",
+    )
     (tmp_path / "u.rpt").write_text(text)
     assert vendor.parse_utilization(tmp_path / "u.rpt").resources.LUT == 1526
 
@@ -108,7 +110,7 @@ def test_failing_tool_names_its_log(monkeypatch, tmp_path):
     exe.chmod(0o755)
     script = tmp_path / "bd.tcl"
     script.write_text("")
-    with pytest.raises(EehwError, match=r"exit 3\); see .*bd\.log"):
+    with pytest.raises(EehwError, match=r"exit 3; see .*bd\.log"):
         vendor.run_vivado_batch(script, vendor.VendorTools(None, exe))
     assert "boom" in (tmp_path / "bd.log").read_text()
 
@@ -143,9 +145,9 @@ def test_build_overlay_with_stand_in_tools(tmp_path, monkeypatch):
     import sys
 
     from eehw.board import load_board
-    from eehw.hls_top import Stream, TopDesign, generate
-    from eehw.policies import PolicyName
-    from eehw.rtl import DecisionFormat
+    from eehw.hw.hls.top import Stream, TopDesign, generate
+    from eehw.hw.plan import DecisionFormat
+    from eehw.policy.policies import PolicyName
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -157,9 +159,16 @@ def test_build_overlay_with_stand_in_tools(tmp_path, monkeypatch):
     tools = vendor.detect()
     assert tools.complete and tools.vitis_run is None
 
-    design = TopDesign(name="d", blocks=("b0", "b1"), outputs=(Stream(8, 4), Stream(8, 4)), input=Stream(4, 8),
-                       input_signed=False, exits=(0, 1), heads=("h0", "h1"),
-                       fmt=DecisionFormat(PolicyName.MARGIN, 10, 16, 8))
+    design = TopDesign(
+        name="d",
+        blocks=("b0", "b1"),
+        outputs=(Stream(8, 4), Stream(8, 4)),
+        input=Stream(4, 8),
+        input_signed=False,
+        exits=(0, 1),
+        heads=("h0", "h1"),
+        fmt=DecisionFormat(PolicyName.MARGIN, 10, 16, 8),
+    )
     top = generate(design, load_board("pynq-z2"), tmp_path / "design")
     projects = {}
     for name in ("b0", "b1", "h0", "h1"):
@@ -176,6 +185,15 @@ def test_build_overlay_with_stand_in_tools(tmp_path, monkeypatch):
     summary = built.summary()
     assert summary["implementation"]["wns_ns"] == 1.873 and summary["hls"]["b0"]["LUT"] == 687
     import re
+
     options = dict(re.findall(r"^\s+(\w+)\s+(\d)$", (projects["b0"] / "build_opt.tcl").read_text(), re.M))
-    assert options == {"reset": "1", "csim": "0", "synth": "1", "cosim": "0", "validation": "0", "export": "1",
-                       "vsynth": "0", "fifo_opt": "0"}
+    assert options == {
+        "reset": "1",
+        "csim": "0",
+        "synth": "1",
+        "cosim": "0",
+        "validation": "0",
+        "export": "1",
+        "vsynth": "0",
+        "fifo_opt": "0",
+    }

@@ -2,10 +2,10 @@
 
 Any module with the ports clk, rst (synchronous, active high), s_tdata/s_tvalid/s_tready/
 s_tuser and m_tdata/m_tvalid/m_tready/m_tuser, optionally s_tlast/m_tlast (a sample is then
-``beats`` input beats, tlast on its last) and a sticky ``error`` output runs here: our generated blocks (eehw/rtl.py) and, when Vitis HLS is
+``beats`` input beats, tlast on its last) and a sticky ``error`` output runs here: our generated blocks (eehw/hw/rtl/design.py) and, when Vitis HLS is
 installed, the Verilog it writes per block, as FINN runs every layer through its rtlsim.
 
-Driven by a JSON file named in EEHW_TB_CONFIG (written by eehw/block_sim.py): the input words
+Driven by a JSON file named in EEHW_TB_CONFIG (written by eehw/hw/rtl/block_sim.py): the input words
 (hex, one per beat) and beats per sample, seeds and probabilities of random input gaps and output stalls, how many samples of the
 back-to-back burst that measures the initiation interval, and where to write what came out
 (JSON: per output beat its cycle, tag and data; per sample the cycle of its first input beat; the error flag and
@@ -37,14 +37,23 @@ async def run(dut):
     out_beats = int(cfg.get("out_beats", 1))
     result = {"in_cycle": [], "out": [], "error": False, "protocol": "", "mismatch": "", "timeout": False, "cycles": 0}
 
-    widths = {"s_tdata": len(dut.s_tdata), "m_tdata": len(dut.m_tdata), "s_tuser": len(dut.s_tuser),
-              "m_tuser": len(dut.m_tuser)}
+    widths = {
+        "s_tdata": len(dut.s_tdata),
+        "m_tdata": len(dut.m_tdata),
+        "s_tuser": len(dut.s_tuser),
+        "m_tuser": len(dut.m_tuser),
+    }
     result["widths"] = widths
     # tdata may be wider than the elements (Vitis HLS pads AXI-Stream data to whole bytes).
-    if (widths["s_tdata"] < cfg["in_bits"] or widths["m_tdata"] < cfg["out_bits"]
-            or widths["s_tuser"] != widths["m_tuser"]):
-        result["mismatch"] = (f"port widths {widths} do not fit {cfg['in_bits']}-bit input beats and "
-                              f"{cfg['out_bits']}-bit output beats with one tag width")
+    if (
+        widths["s_tdata"] < cfg["in_bits"]
+        or widths["m_tdata"] < cfg["out_bits"]
+        or widths["s_tuser"] != widths["m_tuser"]
+    ):
+        result["mismatch"] = (
+            f"port widths {widths} do not fit {cfg['in_bits']}-bit input beats and "
+            f"{cfg['out_bits']}-bit output beats with one tag width"
+        )
         Path(cfg["output"]).write_text(json.dumps(result))
         return
     tag_mask = (1 << widths["s_tuser"]) - 1
@@ -67,7 +76,7 @@ async def run(dut):
         sample, j = divmod(offered, beats)
         word = words[(sample if sample < samples else sample - samples) * beats + j]
         offered += 1
-        return (word, sample & tag_mask, int(j == beats - 1))[:len(fields)]
+        return (word, sample & tag_mask, int(j == beats - 1))[: len(fields)]
 
     # ``matched`` counts output beats whose tag belongs to an outstanding sample, so a duplicating
     # block neither ends the run early nor starts the burst before the random phase has drained.

@@ -3,7 +3,7 @@
 All per-cycle work (stimulus, random gaps and stalls, logging) is in the wrapper, so this test
 only sets the run configuration named by EEHW_TB_CONFIG (a JSON file), holds reset for four
 cycles and waits for `done`: one wakeup per run instead of several per clock cycle. It writes
-the wrapper's final counters next to the logs the wrapper wrote; eehw/sim.py checks the rest.
+the wrapper's final counters next to the logs the wrapper wrote; eehw/hw/rtl/sim.py checks the rest.
 """
 
 import json
@@ -29,8 +29,12 @@ async def run(dut):
     dut.rst_in.value = 0
     start = time.perf_counter()
     await RisingEdge(dut.done_out)
-    summary = {"cycles": int(dut.cycle_out.value), "received": int(dut.received_out.value),
-               "timeout": bool(dut.timeout_out.value), "error": bool(dut.error_out.value),
-               "seconds": time.perf_counter() - start}
+    summary = {
+        "cycles": int(dut.cycle_out.value),
+        "received": int(dut.received_out.value),
+        "timeout": bool(dut.timeout_out.value),
+        "error": bool(dut.error_out.value),
+        "seconds": time.perf_counter() - start,
+    }
     with open(cfg["summary"], "w") as f:
         json.dump(summary, f)

@@ -1,7 +1,7 @@
 """Per-cycle cocotb harness for any eehw top with the project's AXI-Stream interface.
 
 The reference implementation of the stimulus that the generated wrapper (ee_tb.v.j2, run by
-ee_tb.py) performs inside the simulation: eehw.sim runs it with ``harness="cocotb"``, and
+ee_tb.py) performs inside the simulation: eehw.hw.rtl.sim runs it with ``harness="cocotb"``, and
 tests/test_rtl_design.py and benchmarks/sim_speed.py compare the two cycle for cycle. It wakes
 Python several times per clock, so it is the slow path.
 
@@ -22,13 +22,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-
-def _pack(row, width: int) -> int:
-    mask = (1 << width) - 1
-    word = 0
-    for i, value in enumerate(row):
-        word |= (int(value) & mask) << (i * width)
-    return word
+from eehw.hw.bits import pack
 
 
 @cocotb.test()
@@ -36,7 +30,7 @@ async def run(dut):
     cfg = json.loads(open(os.environ["EEHW_TB_CONFIG"]).read())
     inputs = np.load(cfg["inputs"])
     beats = cfg["beats"]
-    words = [_pack(row, cfg["in_width"]) for row in inputs.reshape(len(inputs), -1)]
+    words = [pack(row, cfg["in_width"]) for row in inputs.reshape(len(inputs), -1)]
     total = len(words) // beats * cfg.get("repeat", 1)
     tag_mask = (1 << cfg["tag_w"]) - 1
     rng = random.Random(cfg.get("seed", 0))
@@ -98,6 +92,13 @@ async def run(dut):
         if cycle > max_cycles or idle > idle_limit:
             raise RuntimeError(f"timeout: {received} of {total} results after {cycle} cycles")
 
-    np.savez(cfg["output"], tag=out_tag, data=np.array([str(d) for d in out_data]), out_cycle=out_cycle,
-             in_cycle=in_cycle, cycles=cycle, error=error_seen,
-             seconds=time.perf_counter() - start)
+    np.savez(
+        cfg["output"],
+        tag=out_tag,
+        data=np.array([str(d) for d in out_data]),
+        out_cycle=out_cycle,
+        in_cycle=in_cycle,
+        cycles=cycle,
+        error=error_seen,
+        seconds=time.perf_counter() - start,
+    )

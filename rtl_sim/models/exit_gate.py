@@ -15,13 +15,13 @@ class ExitGateModel:
     """Queue-based model: push inputs as they are accepted, read the expected outputs in order."""
 
     def __init__(self):
-        self._features = deque()   # (data, tag, last) beats waiting for their decision
+        self._features = deque()  # (data, tag, last) beats waiting for their decision
         self._decisions = deque()  # (decision, tag) waiting for (the rest of) their sample
         self._result_sent = False  # the head decision's result is already in res_out
-        self.feat_out = deque()    # expected m_feat beats, (data, tag, last), oldest first
-        self.res_out = deque()     # expected m_res beats, (decision, tag), oldest first
-        self.tag_mismatches = 0    # feature beats whose tag differed from their decision's
-        self.dropped = 0           # feature beats of exited samples
+        self.feat_out = deque()  # expected m_feat beats, (data, tag, last), oldest first
+        self.res_out = deque()  # expected m_res beats, (decision, tag), oldest first
+        self.tag_mismatches = 0  # feature beats whose tag differed from their decision's
+        self.dropped = 0  # feature beats of exited samples
 
     def push_feature(self, data: int, tag: int, last: int = 1) -> None:
         self._features.append((data, tag, int(last)))

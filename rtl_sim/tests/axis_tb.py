@@ -8,7 +8,7 @@ handshake seen in cycle c transfers on the edge that ends cycle c.
 
 from __future__ import annotations
 
-import numpy as np
+from eehw.hw.bits import pack, pack_rows, unpack, unpack_rows  # noqa: F401  (the testbenches' packing)
 
 CLOCK_NS = 10
 
@@ -29,29 +29,6 @@ async def reset(dut, low=("s_tvalid", "s_tdata", "s_tuser", "m_tready"), cycles:
     for _ in range(cycles):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
-
-
-def pack(values, width: int) -> int:
-    """Element i of ``values`` at bits [i*width +: width] (two's complement)."""
-    word, mask = 0, (1 << width) - 1
-    for i, v in enumerate(np.asarray(values).ravel().tolist()):
-        word |= (int(v) & mask) << (i * width)
-    return word
-
-
-def pack_rows(rows, width: int) -> list[int]:
-    return [pack(row, width) for row in rows]
-
-
-def unpack(word: int, n: int, width: int, signed: bool) -> np.ndarray:
-    """Inverse of pack: n elements of ``width`` bits, sign-extended if ``signed``."""
-    word, mask = int(word), (1 << width) - 1
-    vals = np.array([(word >> (i * width)) & mask for i in range(n)], dtype=np.int64)
-    return vals - (vals >> (width - 1) & 1) * (1 << width) if signed else vals
-
-
-def unpack_rows(words, n: int, width: int, signed: bool) -> np.ndarray:
-    return np.array([unpack(w, n, width, signed) for w in words], dtype=np.int64).reshape(len(words), n)
 
 
 class Source:

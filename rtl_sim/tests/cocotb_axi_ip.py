@@ -1,4 +1,4 @@
-"""The RTL top's AXI wrapper (eehw.rtl_ip) driven as the PS and the AXI DMA drive it on the board.
+"""The RTL top's AXI wrapper (eehw.hw.rtl.axi_ip) driven as the PS and the AXI DMA drive it on the board.
 
 AXI_IP_CFG (JSON) names the batches: per batch the register writes (offset, value) the driver
 makes, the DMA words of its samples, the registers to read back, and the random MM2S gap and
@@ -60,8 +60,9 @@ async def lite_read(dut, offset: int) -> int:
     return value
 
 
-async def run_batch(dut, words: list[int], n_results: int, gap_p: float, stall_p: float, rng: random.Random,
-                    max_cycles: int) -> list[tuple[int, int]]:
+async def run_batch(
+    dut, words: list[int], n_results: int, gap_p: float, stall_p: float, rng: random.Random, max_cycles: int
+) -> list[tuple[int, int]]:
     """MM2S words in with random gaps, S2MM results out under random backpressure."""
     results, i = [], 0
     for _ in range(max_cycles):
@@ -92,9 +93,21 @@ async def run_batch(dut, words: list[int], n_results: int, gap_p: float, stall_p
 async def axi_ip(dut):
     cfg = json.loads(os.environ["AXI_IP_CFG"])
     Clock(dut.ap_clk, 10, unit="ns").start()
-    for name in ("s_axi_ctrl_awvalid", "s_axi_ctrl_wvalid", "s_axi_ctrl_bready", "s_axi_ctrl_arvalid",
-                 "s_axi_ctrl_rready", "s_axis_tvalid", "s_axis_tdata", "s_axis_tlast", "m_axis_tready",
-                 "s_axi_ctrl_awaddr", "s_axi_ctrl_wdata", "s_axi_ctrl_wstrb", "s_axi_ctrl_araddr"):
+    for name in (
+        "s_axi_ctrl_awvalid",
+        "s_axi_ctrl_wvalid",
+        "s_axi_ctrl_bready",
+        "s_axi_ctrl_arvalid",
+        "s_axi_ctrl_rready",
+        "s_axis_tvalid",
+        "s_axis_tdata",
+        "s_axis_tlast",
+        "m_axis_tready",
+        "s_axi_ctrl_awaddr",
+        "s_axi_ctrl_wdata",
+        "s_axi_ctrl_wstrb",
+        "s_axi_ctrl_araddr",
+    ):
         getattr(dut, name).value = 0
     dut.ap_rst_n.value = 0
     for _ in range(3):
@@ -107,8 +120,9 @@ async def axi_ip(dut):
         for offset, value in batch["writes"]:
             await lite_write(dut, offset, value)
         read_after = {str(o): await lite_read(dut, o) for o in batch["read"]}
-        results = await run_batch(dut, batch["words"], batch["samples"], batch["gap_p"], batch["stall_p"], rng,
-                                  cfg["max_cycles"])
+        results = await run_batch(
+            dut, batch["words"], batch["samples"], batch["gap_p"], batch["stall_p"], rng, cfg["max_cycles"]
+        )
         out["batches"].append({"results": results, "read_before": read_before, "read_after": read_after})
     out["status"] = await lite_read(dut, cfg["status_offset"])
     with open(cfg["out"], "w") as f:

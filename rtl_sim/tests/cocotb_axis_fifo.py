@@ -33,7 +33,7 @@ class Tb:
         self.model = deque()
         self.cycle = 0
         self.tag = 0
-        self.in_log, self.out_log = [], []   # (cycle, beat)
+        self.in_log, self.out_log = [], []  # (cycle, beat)
         self.checked = 0
 
     def stream(self, beats, lengths=None):
@@ -58,7 +58,8 @@ class Tb:
             self.sink.ready(stall_p, ready_fn(self.cycle - start) if ready_fn else None)
             await ReadOnly()
             assert int(dut.count.value) == len(self.model), (
-                f"cycle {self.cycle}: count {int(dut.count.value)} != {len(self.model)} held")
+                f"cycle {self.cycle}: count {int(dut.count.value)} != {len(self.model)} held"
+            )
             beat = self.sink.take(self.cycle)
             if beat is not None:
                 assert self.model, f"cycle {self.cycle}: output beat {beat} never input"
@@ -109,7 +110,8 @@ async def fifo_stream(dut):
     first_in = tb.in_log[before][0]
     accepted_while_stalled = sum(1 for c, _ in tb.in_log[before:] if c - first_in < stall)
     assert accepted_while_stalled == cfg["DEPTH"], (
-        f"{accepted_while_stalled} beats accepted with the output stalled, DEPTH={cfg['DEPTH']}")
+        f"{accepted_while_stalled} beats accepted with the output stalled, DEPTH={cfg['DEPTH']}"
+    )
     outs = [c for c, _ in tb.out_log[out_before:]]
     assert outs[-1] - outs[0] == len(outs) - 1, f"a full FIFO did not drain at one beat per cycle: {outs}"
 

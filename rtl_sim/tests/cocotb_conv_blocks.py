@@ -52,9 +52,11 @@ class Tb:
                 assert i < len(expected), f"cycle {self.cycle}: extra output beat {beat}"
                 want = expected[i]
                 assert beat[1:] == want[1:], (
-                    f"cycle {self.cycle}: output beat {i} (tag, last) {beat[1:]}, expected {want[1:]}")
+                    f"cycle {self.cycle}: output beat {i} (tag, last) {beat[1:]}, expected {want[1:]}"
+                )
                 assert beat[0] == want[0], (
-                    f"cycle {self.cycle}: output beat {i} data {beat[0]:#x}, expected {want[0]:#x}")
+                    f"cycle {self.cycle}: output beat {i} data {beat[0]:#x}, expected {want[0]:#x}"
+                )
                 out_c.append(self.cycle)
             if self.src.fired() is not None:
                 in_c.append(self.cycle)
@@ -82,7 +84,7 @@ async def stream(dut):
     samples, b2b = cfg["samples"], cfg["b2b"]
 
     def part(a, b):
-        return ins[a * ipb:b * ipb], outs[a * opb:b * opb]
+        return ins[a * ipb : b * ipb], outs[a * opb : b * opb]
 
     # Sample 0 alone on the idle module: latencies.
     in_c, out_c = await tb.run(*part(0, 1), 0.0, 0.0)
@@ -100,13 +102,14 @@ async def stream(dut):
     assert first_lat == want["first_latency"], f"first-beat latency {first_lat}, header formula {want['first_latency']}"
     assert last_lat == want["last_latency"], f"last-beat latency {last_lat}, header formula {want['last_latency']}"
     assert per_sample == [want["cycles_per_sample"]], (
-        f"cycles per sample {per_sample}, header formula {want['cycles_per_sample']}")
+        f"cycles per sample {per_sample}, header formula {want['cycles_per_sample']}"
+    )
 
     # Random gaps and backpressure, samples back to back within each mix.
     rest = list(range(1 + b2b, samples))
     mixes = cfg["mixes"]
     chunk = max(1, -(-len(rest) // len(mixes)))
     for k, (gap_p, stall_p) in enumerate(mixes):
-        sel = rest[k * chunk:(k + 1) * chunk]
+        sel = rest[k * chunk : (k + 1) * chunk]
         if sel:
             await tb.run(*part(sel[0], sel[-1] + 1), gap_p, stall_p)

@@ -1,6 +1,6 @@
 """cocotb test of decision_unit (run by test_decision_unit.py; configuration in DU_CFG).
 
-The reference is eehw.policies itself (margin_score, pow2_softmax_sum, np.argmax), evaluated
+The reference is eehw.policy.policies itself (margin_score, pow2_softmax_sum, np.argmax), evaluated
 with numpy on every stimulus row before the simulation starts. A driver coroutine pushes rows
 back to back (with random valid gaps) and a monitor coroutine checks every output beat (exit
 flag, class, confidence, tag, order) under random m_tready backpressure, and that a stalled
@@ -20,7 +20,7 @@ import numpy as np
 from axis_tb import pack_rows, reset, start_clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from eehw.policies import margin_score, pow2_softmax_sum
+from eehw.policy.policies import margin_score, pow2_softmax_sum
 
 
 class Reference:
@@ -44,8 +44,11 @@ class Reference:
         return [(int(s) << (self.class_w + 1)) | (int(c) << 1) | int(e) for s, c, e in zip(score, cls, exit_)]
 
     def decode(self, word):
-        return {"exit": word & 1, "class": (word >> 1) & ((1 << self.class_w) - 1),
-                "confidence": word >> (self.class_w + 1)}
+        return {
+            "exit": word & 1,
+            "class": (word >> 1) & ((1 << self.class_w) - 1),
+            "confidence": word >> (self.class_w + 1),
+        }
 
 
 class Stimulus:
@@ -159,7 +162,7 @@ class Tb:
         self.rng = random.Random(cfg["seed"])
         self.tag_mask = (1 << cfg["TAG_W"]) - 1
         self.cycle = 0
-        self.expected = []          # (word, tag) per row sent, in order
+        self.expected = []  # (word, tag) per row sent, in order
         self.received = 0
         self.in_cycles, self.out_cycles = [], []
         self.stall_p = 0.0
@@ -220,12 +223,15 @@ class Tb:
             return
         if beat != self.expected[k] and len(self.errors) < 20:
             got, want = self.ref.decode(beat[0]), self.ref.decode(self.expected[k][0])
-            self.errors.append(f"row {k} (cycle {self.cycle}): got {got} tag {beat[1]}, "
-                               f"expected {want} tag {self.expected[k][1]}; logits {self.rows[k].tolist()}")
+            self.errors.append(
+                f"row {k} (cycle {self.cycle}): got {got} tag {beat[1]}, "
+                f"expected {want} tag {self.expected[k][1]}; logits {self.rows[k].tolist()}"
+            )
         elif beat != self.expected[k]:
             self.errors.append("...")
 
-    async def run_phase(self, z, threshold, enable, gap_p, stall_p):
+    async def run_phase(self, z, threshold, enable, gap_p, stall_p, words=None):
+        """``words``: the expected m_tdata per row when a vector file gives them (else the reference's)."""
         dut = self.dut
         # The threshold is sampled by the output stage: change it only with the pipeline empty.
         while self.received < len(self.expected):
@@ -235,7 +241,7 @@ class Tb:
         self.stall_p = stall_p
         first = len(self.expected)
         tags = [(first + r) & self.tag_mask for r in range(len(z))]
-        self.expected += list(zip(self.ref.words(z, threshold, enable), tags))
+        self.expected += list(zip(self.ref.words(z, threshold, enable) if words is None else words, tags))
         self.rows = z if first == 0 else np.concatenate([self.rows, z])
         start_in, start_out = len(self.in_cycles), len(self.out_cycles)
         await self.drive(pack_rows(z, self.ref.w), tags, gap_p)
@@ -246,9 +252,36 @@ class Tb:
         return self.in_cycles[start_in:], self.out_cycles[start_out:]
 
 
+async def run_vector_file(dut, cfg):
+    """The shared vector file's case ``cfg["case"]``: every group as a phase, under random gaps and
+    backpressure, each output checked against the file's expected exit, class and confidence."""
+    from eehw.rtl_sim.models.decision_vectors import read
+
+    case = read(Path(cfg["vectors"]))[cfg["case"]]
+    tb = Tb(dut, cfg)
+    start_clock(dut)
+    await tb.reset()
+    cocotb.start_soon(tb.monitor())
+    class_w = tb.ref.class_w
+    rows = 0
+    for g in case.groups:
+        words = [(int(s) << (class_w + 1)) | (int(c) << 1) | int(e) for e, c, s in zip(g.exit, g.cls, g.conf)]
+        await tb.run_phase(g.z, g.threshold, g.enable, cfg["gap_p"], cfg["stall_p"], words)
+        assert not tb.errors, f"group thr={g.threshold} en={g.enable}: " + "\n".join(tb.errors[:20])
+        rows += len(g.z)
+    for _ in range(2 * cfg["LATENCY"] + 4):
+        await RisingEdge(dut.clk)
+    assert not tb.errors, "\n".join(tb.errors[:20])
+    assert tb.received == len(tb.expected) == rows
+    Path(cfg["stats"]).write_text(json.dumps({"vectors": rows, "groups": len(case.groups)}))
+
+
 @cocotb.test()
 async def decision_unit_matches_policies(dut):
     cfg = json.loads(os.environ["DU_CFG"])
+    if cfg.get("vectors"):
+        await run_vector_file(dut, cfg)
+        return
     wall = time.perf_counter()
     tb = Tb(dut, cfg)
     start_clock(dut)
@@ -270,8 +303,15 @@ async def decision_unit_matches_policies(dut):
     assert tb.received == len(tb.expected), f"{tb.received} outputs for {len(tb.expected)} inputs"
     assert latency == cfg["LATENCY"], f"latency {latency} cycles, expected {cfg['LATENCY']}"
     assert burst["input_cycles"] == burst["rows"] and burst["output_cycles"] == burst["rows"], (
-        f"not one sample per cycle without backpressure: {burst}")
-    stats = {"vectors": len(tb.expected), "random_vectors": cfg["random_rows"], "cycles": tb.cycle,
-             "latency": latency, "throughput": burst["rows"] / burst["output_cycles"], "phases": len(phases),
-             "sim_seconds": round(time.perf_counter() - wall, 2)}
+        f"not one sample per cycle without backpressure: {burst}"
+    )
+    stats = {
+        "vectors": len(tb.expected),
+        "random_vectors": cfg["random_rows"],
+        "cycles": tb.cycle,
+        "latency": latency,
+        "throughput": burst["rows"] / burst["output_cycles"],
+        "phases": len(phases),
+        "sim_seconds": round(time.perf_counter() - wall, 2),
+    }
     Path(cfg["stats"]).write_text(json.dumps(stats))

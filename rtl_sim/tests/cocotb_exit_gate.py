@@ -20,10 +20,20 @@ import random
 import cocotb
 from axis_tb import Sink, Source, reset, start_clock
 from cocotb.triggers import ReadOnly, RisingEdge
+
 from eehw.rtl_sim.models.exit_gate import ExitGateModel
 
-PORTS = ("s_feat_tvalid", "s_feat_tdata", "s_feat_tuser", "s_feat_tlast", "s_dec_tvalid", "s_dec_tdata",
-         "s_dec_tuser", "m_feat_tready", "m_res_tready")
+PORTS = (
+    "s_feat_tvalid",
+    "s_feat_tdata",
+    "s_feat_tuser",
+    "s_feat_tlast",
+    "s_dec_tvalid",
+    "s_dec_tdata",
+    "s_dec_tuser",
+    "m_feat_tready",
+    "m_res_tready",
+)
 FEAT = ("tdata", "tuser", "tlast")
 DEC = ("tdata", "tuser")
 
@@ -35,10 +45,14 @@ class Tb:
         self.depth = cfg["DEPTH"]
         self.max_len = cfg.get("max_len", 40)
         self.rng = random.Random(cfg["seed"])
-        self.src = {"feat": Source(dut, self.rng, prefix="s_feat", fields=FEAT),
-                    "dec": Source(dut, self.rng, prefix="s_dec", fields=DEC)}
-        self.sink = {"feat": Sink(dut, self.rng, prefix="m_feat", fields=FEAT),
-                     "res": Sink(dut, self.rng, prefix="m_res", fields=DEC)}
+        self.src = {
+            "feat": Source(dut, self.rng, prefix="s_feat", fields=FEAT),
+            "dec": Source(dut, self.rng, prefix="s_dec", fields=DEC),
+        }
+        self.sink = {
+            "feat": Sink(dut, self.rng, prefix="m_feat", fields=FEAT),
+            "res": Sink(dut, self.rng, prefix="m_res", fields=DEC),
+        }
         self.model = ExitGateModel()
         self.cycle = 0
         self.tag = 0
@@ -122,9 +136,11 @@ class Tb:
 
 def causal(delay):
     """hold: decision k only ``delay`` cycles after sample k's tlast beat went in (an exit head)."""
+
     def hold(k, tb):
         tl = tb.log["tlast_in"]
         return len(tl) <= k or tb.cycle < tl[k] + delay
+
     return hold
 
 
@@ -150,7 +166,8 @@ async def timing_idle(dut, tb):
         else:
             cycles = [next(feat_out)[0] - t for _ in range(n)]
             assert cycles == list(range(1, n + 1)), (
-                f"sample {k} (L={n}): m_feat beats at {cycles} cycles after the decision, expected 1..{n}")
+                f"sample {k} (L={n}): m_feat beats at {cycles} cycles after the decision, expected 1..{n}"
+            )
     dut._log.info("idle timing: decision -> m_res 1 cycle, -> m_feat beats 1..L cycles")
 
 
@@ -166,8 +183,12 @@ async def timing_back_to_back(dut, tb):
         in_cycle.setdefault(beat, c)
     lat = {c - in_cycle[beat] for c, beat in tb.log["feat_out"]}
     assert lat == {1}, f"cut-through latency {lat}, expected 1 cycle"
-    dut._log.info("back to back: %d beats of %d samples in %d cycles", len(ins), len(samples[2]),
-                  max(c for c, _ in tb.log["feat_out"] + tb.log["res_out"]) - ins[0] + 1)
+    dut._log.info(
+        "back to back: %d beats of %d samples in %d cycles",
+        len(ins),
+        len(samples[2]),
+        max(c for c, _ in tb.log["feat_out"] + tb.log["res_out"]) - ins[0] + 1,
+    )
 
 
 async def tag_error(dut, tb, exit_flag, bad_beat):

@@ -14,6 +14,7 @@ import random
 import cocotb
 from axis_tb import StallCheck, reset, start_clock
 from cocotb.triggers import ReadOnly, RisingEdge
+
 from eehw.rtl_sim.models.exit_merge import ExitMergeModel
 
 
@@ -98,7 +99,7 @@ async def merge_stream(dut):
     # All ports always valid, no backpressure: one beat per cycle, rotating, latency 1.
     n = 60
     await tb.run(n, 0.0, 0.0)
-    ins, outs = tb.in_log[-n * k:], tb.out_log[-n * k:]
+    ins, outs = tb.in_log[-n * k :], tb.out_log[-n * k :]
     assert ins[-1][0] - ins[0][0] == n * k - 1, "input not accepted every cycle"
     assert outs[-1][0] - outs[0][0] == n * k - 1, "output not one beat per cycle"
     assert {o[0] - i[0] for i, o in zip(ins, outs)} == {1}, "latency is not 1 cycle"
@@ -110,5 +111,4 @@ async def merge_stream(dut):
     for gap_p, stall_p in cfg["mixes"]:
         gaps = [gap_p if i % 2 == 0 else gap_p / 3 for i in range(k)]
         await tb.run(per_phase, gaps, stall_p)
-    dut._log.info("checked %d output beats; a waiting port was passed over at most %d times",
-                  tb.checked, tb.max_passed)
+    dut._log.info("checked %d output beats; a waiting port was passed over at most %d times", tb.checked, tb.max_passed)

@@ -87,5 +87,6 @@ async def stream(dut):
             assert not dut.m_tvalid.value, "an output beat appeared with no input left (duplicate?)"
             await RisingEdge(dut.clk)
             cycle += 1
-        np.savez(phase["output"], data=np.array(out_data), tag=out_tag, last=out_last,
-                 in_cycle=in_cycle, out_cycle=out_cycle)
+        np.savez(
+            phase["output"], data=np.array(out_data), tag=out_tag, last=out_last, in_cycle=in_cycle, out_cycle=out_cycle
+        )

@@ -11,7 +11,7 @@ from eehw.errors import EehwError
 
 @pytest.fixture(scope="session")
 def vl_env(tmp_path_factory):
-    """eehw.verilator's environment for every cocotb build here; skip with its install hint if
+    """eehw.hw.tools.verilator's environment for every cocotb build here; skip with its install hint if
     the wheel is missing. The models simulate short runs, so they compile unoptimised (-O0).
 
     Every build links one compiled copy of Verilator's runtime (verilated*.o). Those objects do
@@ -22,8 +22,9 @@ def vl_env(tmp_path_factory):
     reference build's instead. The cocotb main (verilator.o) includes the model header and is
     still compiled per build.
     """
-    from eehw.verilator import verilator_env
     from hdl_tools import build
+
+    from eehw.hw.tools.verilator import verilator_env
 
     try:
         env = verilator_env()
@@ -33,7 +34,7 @@ def vl_env(tmp_path_factory):
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     if shutil.which("verilator") is None:
-        pytest.skip("verilator not found on the PATH eehw.verilator gives")
+        pytest.skip("verilator not found on the PATH eehw.hw.tools.verilator gives")
     runtime = tmp_path_factory.mktemp("vl_runtime")
     build("axis_fifo", {"DEPTH": 2}, runtime)
     objs = sorted(runtime.glob("verilated*.o"))

@@ -1,4 +1,4 @@
-"""The RTL top as the deployable IP (eehw.rtl_ip): its AXI wrapper, simulated as the board's PS and
+"""The RTL top as the deployable IP (eehw.hw.rtl.axi_ip): its AXI wrapper, simulated as the board's PS and
 AXI DMA drive it, against the golden model and the policy.
 
 Random models of eehw.random_models (a 2-D CNN with three exits and one input word per beat, an
@@ -24,14 +24,15 @@ import torch
 from hdl_tools import build_and_run, lint
 
 from eehw.board import load_board
-from eehw.export import export_golden
-from eehw.hls_top import TopDesign
-from eehw.hwplan import plan_design
-from eehw.policies import decide
-from eehw.pynq_driver import RegisterMap, pack_inputs, threshold_words, unpack_results
+from eehw.deploy.pynq_driver import RegisterMap, pack_inputs, threshold_words, unpack_results
+from eehw.hw.hls.top import TopDesign
+from eehw.hw.plan import plan_design
+from eehw.hw.rtl.axi_ip import STATUS_OFFSET
+from eehw.hw.rtl.axi_ip import generate as generate_ip
+from eehw.hw.rtl.design import generate
+from eehw.model.export import export_golden
+from eehw.policy.policies import decide
 from eehw.random_models import build_model, policy_and_thresholds, random_spec, renamed
-from eehw.rtl import generate
-from eehw.rtl_ip import STATUS_OFFSET, generate as generate_ip
 
 BATCHES = (45, 37, 20)
 
@@ -65,25 +66,45 @@ def test_axi_wrapper_is_the_driver_contract(vl_env, tmp_path, seed):
         writes = [(a - base, n) for a in regmap.batch_registers]
         if b:  # the first batch runs on the reset values
             writes += [(a - base, v) for a, v in threshold_words(t, regmap)]
-        batches.append({"samples": n, "words": pack_inputs(x_int[start:start + n], regmap).tolist(),
-                        "writes": writes, "read": [a - base for a in regmap.exit_registers],
-                        "gap_p": 0.3, "stall_p": 0.4})
-        expected.append(decide(params, [z[start:start + n] for z in logits], golden.logit_exps, t))
+        batches.append(
+            {
+                "samples": n,
+                "words": pack_inputs(x_int[start : start + n], regmap).tolist(),
+                "writes": writes,
+                "read": [a - base for a in regmap.exit_registers],
+                "gap_p": 0.3,
+                "stall_p": 0.4,
+            }
+        )
+        expected.append(decide(params, [z[start : start + n] for z in logits], golden.logit_exps, t))
         start += n
     out = tmp_path / "results.json"
-    cfg = {"seed": seed, "batches": batches, "status_offset": STATUS_OFFSET, "out": str(out),
-           "max_cycles": 400 * rtl.latency_bound + 50 * sum(len(b["words"]) for b in batches)}
+    cfg = {
+        "seed": seed,
+        "batches": batches,
+        "status_offset": STATUS_OFFSET,
+        "out": str(out),
+        "max_cycles": 400 * rtl.latency_bound + 50 * sum(len(b["words"]) for b in batches),
+    }
     lint(files.top, {}, [*rtl.sources, files.wrapper])
-    build_and_run(files.top, {}, tmp_path / "sim", {"AXI_IP_CFG": json.dumps(cfg)}, test_module="cocotb_axi_ip",
-                  srcs=[*rtl.sources, files.wrapper])
+    build_and_run(
+        files.top,
+        {},
+        tmp_path / "sim",
+        {"AXI_IP_CFG": json.dumps(cfg)},
+        test_module="cocotb_axi_ip",
+        srcs=[*rtl.sources, files.wrapper],
+    )
     got = json.loads(out.read_text())
 
     assert got["status"] == 0  # no tag-check error
     # as reset: the flow's thresholds
-    assert [got["batches"][0]["read_before"][str(a - base)] for a in regmap.exit_registers] == \
-        [v for _, v in threshold_words(thresholds, regmap)]
-    assert [got["batches"][1]["read_after"][str(a - base)] for a in regmap.exit_registers] == \
-        [v for _, v in threshold_words(second, regmap)]
+    assert [got["batches"][0]["read_before"][str(a - base)] for a in regmap.exit_registers] == [
+        v for _, v in threshold_words(thresholds, regmap)
+    ]
+    assert [got["batches"][1]["read_after"][str(a - base)] for a in regmap.exit_registers] == [
+        v for _, v in threshold_words(second, regmap)
+    ]
     for batch, n, (want_exit, want_class) in zip(got["batches"], BATCHES, expected):
         words = [w for w, _ in batch["results"]]
         lasts = [last for _, last in batch["results"]]

@@ -4,7 +4,7 @@ Both take a pixel stream (one beat per spatial position, C channels, tlast on th
 in tuser). Each parameter case is simulated with Verilator through cocotb (cocotb_conv_blocks.py
 drives and checks the handshakes) against references built here with numpy alone:
 - sliding_window: pad-then-slice im2col, split into KK*C/SIMD beats (the im2col itself is also
-  checked against eehw.golden.Conv: windows x weights == the golden convolution);
+  checked against eehw.model.golden.Conv: windows x weights == the golden convolution);
 - maxpool: reshape-and-max of the floor-cropped map, signed and unsigned;
 under several mixes of random valid gaps and tready stalls, samples back to back with distinct
 tags; one run without gaps/stalls measures first-beat latency, last-beat latency and cycles per
@@ -19,7 +19,6 @@ The simulations run two at a time (the Verilator builds dominate the time).
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +28,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from axis_tb import pack  # noqa: E402
-from hdl_tools import HDL, build_and_run, lint, synth_stats  # noqa: E402
+from hdl_tools import HDL, build_and_run, lint, require_yosys, synth_stats  # noqa: E402
 
 TAG_W = 6
 MIXES = [[0.5, 0.5], [0.0, 0.6], [0.6, 0.0], [0.2, 0.3]]
@@ -41,7 +40,7 @@ def rand_elems(rng, shape, e: int, signed: bool) -> np.ndarray:
 
 
 def tag_of(s: int) -> int:
-    return (7 * s + 3) % (1 << TAG_W)   # consecutive samples have distinct tags
+    return (7 * s + 3) % (1 << TAG_W)  # consecutive samples have distinct tags
 
 
 def simulate(top: str, params: dict, cfg: dict, build_dir: Path) -> dict:
@@ -49,8 +48,15 @@ def simulate(top: str, params: dict, cfg: dict, build_dir: Path) -> dict:
     cfg_file = build_dir / "cfg.json"
     cfg_file.write_text(json.dumps(cfg))
     vparams = {k: (f'"{v}"' if isinstance(v, str) else v) for k, v in params.items()}
-    build_and_run(top, vparams, build_dir, {"CONV_CFG": str(cfg_file)}, test_module="cocotb_conv_blocks",
-                  srcs=[HDL / f"{top}.v"], testcases=("stream",))
+    build_and_run(
+        top,
+        vparams,
+        build_dir,
+        {"CONV_CFG": str(cfg_file)},
+        test_module="cocotb_conv_blocks",
+        srcs=[HDL / f"{top}.v"],
+        testcases=("stream",),
+    )
     return json.loads((build_dir / "timing.json").read_text())
 
 
@@ -77,6 +83,7 @@ def pixel_beats(maps: np.ndarray, e: int) -> list:
 
 # ---------------------------------------------------------------- sliding_window
 
+
 def sw_geometry(dims, h, w, k, stride, pad):
     kh = k if dims == 2 else 1
     hp = h + 2 * pad if dims == 2 else 1
@@ -90,8 +97,13 @@ def im2col(x: np.ndarray, dims, k, stride, pad) -> np.ndarray:
     kh, _hp, _wp, out_h, out_w = sw_geometry(dims, h, w, k, stride, pad)
     ph = pad if dims == 2 else 0
     xp = np.pad(x, ((ph, ph), (pad, pad), (0, 0)))
-    return np.array([xp[oh * stride:oh * stride + kh, ow * stride:ow * stride + k, :].reshape(-1)
-                     for oh in range(out_h) for ow in range(out_w)])
+    return np.array(
+        [
+            xp[oh * stride : oh * stride + kh, ow * stride : ow * stride + k, :].reshape(-1)
+            for oh in range(out_h)
+            for ow in range(out_w)
+        ]
+    )
 
 
 def sw_timing(dims, c, h, w, k, stride, pad, simd) -> dict:
@@ -114,8 +126,11 @@ def sw_timing(dims, c, h, w, k, stride, pad, simd) -> dict:
     pix = [r * wp + x for r in range(ph, ph + h) for x in range(pad, pad + w)]
     last_in = step_edge(pix[-2]) + 1 if len(pix) >= 2 else 0
     per_sample = sum(max(nb, d) for d in gaps)
-    closed = (out_h * (out_w - 1) * max(nb, stride) + (out_h - 1) * max(nb, stride * wp - (out_w - 1) * stride)
-              + max(nb, hp * wp - (out_h - 1) * stride * wp - (out_w - 1) * stride))
+    closed = (
+        out_h * (out_w - 1) * max(nb, stride)
+        + (out_h - 1) * max(nb, stride * wp - (out_w - 1) * stride)
+        + max(nb, hp * wp - (out_h - 1) * stride * wp - (out_w - 1) * stride)
+    )
     assert closed == per_sample
     return {"first_latency": wins[0] + 1, "last_latency": loads[-1] + nb - last_in, "cycles_per_sample": per_sample}
 
@@ -123,19 +138,30 @@ def sw_timing(dims, c, h, w, k, stride, pad, simd) -> dict:
 SW_CASES = [
     # dims, C, H, W, K, stride, pad, E, SIMD, RAM_STYLE
     (2, 1, 28, 28, 3, 1, 1, 4, 9, "auto"),
-    (2, 8, 14, 14, 3, 1, 1, 4, 8, "auto"),          # NB = 9: output-bound
-    (2, 8, 14, 14, 3, 1, 1, 4, 72, "block"),        # NB = 1
-    (1, 16, 1, 40, 5, 1, 2, 4, 80, "auto"),         # 1-D
-    (2, 2, 8, 8, 3, 2, 0, 6, 3, "registers"),       # stride 2, NB = 6 > stride, last row/column dropped
-    (2, 4, 5, 6, 1, 2, 1, 6, 2, "auto"),            # K = 1 (no line buffer) with padding, stride 2
-    (2, 3, 6, 7, 2, 1, 0, 4, 1, "distributed"),     # SIMD = 1 (NB = 12), K = 2 (one line-buffer row)
+    (2, 8, 14, 14, 3, 1, 1, 4, 8, "auto"),  # NB = 9: output-bound
+    (2, 8, 14, 14, 3, 1, 1, 4, 72, "block"),  # NB = 1
+    (1, 16, 1, 40, 5, 1, 2, 4, 80, "auto"),  # 1-D
+    (2, 2, 8, 8, 3, 2, 0, 6, 3, "registers"),  # stride 2, NB = 6 > stride, last row/column dropped
+    (2, 4, 5, 6, 1, 2, 1, 6, 2, "auto"),  # K = 1 (no line buffer) with padding, stride 2
+    (2, 3, 6, 7, 2, 1, 0, 4, 1, "distributed"),  # SIMD = 1 (NB = 12), K = 2 (one line-buffer row)
 ]
 
 
 def sw_params(case) -> dict:
     dims, c, h, w, k, stride, pad, e, simd, style = case
-    return {"DIMS": dims, "C": c, "IN_H": h, "IN_W": w, "K": k, "STRIDE": stride, "PAD": pad, "E": e,
-            "SIMD": simd, "RAM_STYLE": style, "TAG_W": TAG_W}
+    return {
+        "DIMS": dims,
+        "C": c,
+        "IN_H": h,
+        "IN_W": w,
+        "K": k,
+        "STRIDE": stride,
+        "PAD": pad,
+        "E": e,
+        "SIMD": simd,
+        "RAM_STYLE": style,
+        "TAG_W": TAG_W,
+    }
 
 
 def sw_prepare(case):
@@ -152,16 +178,25 @@ def sw_prepare(case):
         wins = im2col(maps[s], dims, k, stride, pad)
         for q in range(p):
             for j in range(nb):
-                outs.append([pack(wins[q, j * simd:(j + 1) * simd], e), tag_of(s), int(q == p - 1 and j == nb - 1)])
-    cfg = {"seed": int(rng.integers(1 << 30)), "in_beats": pixel_beats(maps, e), "out_beats": outs,
-           "in_per_sample": h * w, "out_per_sample": p * nb, "samples": samples, "b2b": b2b,
-           "steps_per_sample": hp * wp + p * nb, "timing": timing, "mixes": MIXES}
+                outs.append([pack(wins[q, j * simd : (j + 1) * simd], e), tag_of(s), int(q == p - 1 and j == nb - 1)])
+    cfg = {
+        "seed": int(rng.integers(1 << 30)),
+        "in_beats": pixel_beats(maps, e),
+        "out_beats": outs,
+        "in_per_sample": h * w,
+        "out_per_sample": p * nb,
+        "samples": samples,
+        "b2b": b2b,
+        "steps_per_sample": hp * wp + p * nb,
+        "timing": timing,
+        "mixes": MIXES,
+    }
     return "sliding_window", sw_params(case), cfg
 
 
 def test_im2col_reference_matches_golden_conv():
-    """The numpy im2col times a weight matrix equals eehw.golden.Conv (channels-first)."""
-    from eehw.golden import Conv
+    """The numpy im2col times a weight matrix equals eehw.model.golden.Conv (channels-first)."""
+    from eehw.model.golden import Conv
 
     for dims, c, h, w, k, stride, pad in [(2, 3, 7, 6, 3, 2, 1), (1, 4, 1, 11, 5, 1, 2), (2, 2, 5, 5, 1, 1, 0)]:
         rng = np.random.default_rng(k + h)
@@ -170,8 +205,9 @@ def test_im2col_reference_matches_golden_conv():
         kernel = (k, k) if dims == 2 else (k,)
         weight = rng.integers(-8, 8, size=(5, c, *kernel), dtype=np.int64)
         bias = rng.integers(-50, 50, size=5, dtype=np.int64)
-        conv = Conv("conv", weight, bias, in_exp=0, weight_exp=0, weight_bits=4,
-                    stride=(stride,) * dims, padding=(pad,) * dims)
+        conv = Conv(
+            "conv", weight, bias, in_exp=0, weight_exp=0, weight_bits=4, stride=(stride,) * dims, padding=(pad,) * dims
+        )
         x_cf = maps.transpose(0, 3, 1, 2) if dims == 2 else maps[:, 0].transpose(0, 2, 1)
         ref = conv(x_cf).reshape(3, 5, out_h * out_w).transpose(0, 2, 1)
         kk = int(np.prod(kernel))
@@ -185,6 +221,7 @@ def test_sliding_window(vl_env, tmp_path):
 
 
 # ---------------------------------------------------------------- maxpool
+
 
 def mp_timing(dims, h, w, k) -> dict:
     """The maxpool.v header formulas."""
@@ -200,23 +237,32 @@ def pool_ref(x: np.ndarray, dims, k) -> np.ndarray:
     h, w, c = x.shape
     kh = k if dims == 2 else 1
     oh, ow = h // kh, w // k
-    return x[:oh * kh, :ow * k].reshape(oh, kh, ow, k, c).max(axis=(1, 3))
+    return x[: oh * kh, : ow * k].reshape(oh, kh, ow, k, c).max(axis=(1, 3))
 
 
 MP_CASES = [
     # dims, C, H, W, K, E, signed, RAM_STYLE
     (2, 8, 14, 14, 2, 4, 1, "auto"),
-    (2, 4, 7, 9, 2, 5, 0, "block"),          # odd sizes: last row and column dropped
-    (2, 3, 9, 7, 3, 4, 1, "registers"),      # K = 3, last column dropped
-    (1, 16, 1, 21, 2, 4, 1, "auto"),         # 1-D odd
-    (1, 4, 1, 11, 4, 6, 0, "distributed"),   # 1-D, 3 trailing pixels dropped
+    (2, 4, 7, 9, 2, 5, 0, "block"),  # odd sizes: last row and column dropped
+    (2, 3, 9, 7, 3, 4, 1, "registers"),  # K = 3, last column dropped
+    (1, 16, 1, 21, 2, 4, 1, "auto"),  # 1-D odd
+    (1, 4, 1, 11, 4, 6, 0, "distributed"),  # 1-D, 3 trailing pixels dropped
 ]
 
 
 def mp_params(case) -> dict:
     dims, c, h, w, k, e, signed, style = case
-    return {"DIMS": dims, "C": c, "IN_H": h, "IN_W": w, "K": k, "E": e, "SIGNED": signed,
-            "RAM_STYLE": style, "TAG_W": TAG_W}
+    return {
+        "DIMS": dims,
+        "C": c,
+        "IN_H": h,
+        "IN_W": w,
+        "K": k,
+        "E": e,
+        "SIGNED": signed,
+        "RAM_STYLE": style,
+        "TAG_W": TAG_W,
+    }
 
 
 def mp_prepare(case):
@@ -230,9 +276,18 @@ def mp_prepare(case):
     for s in range(samples):
         px = pool_ref(maps[s], dims, k).reshape(-1, c)
         outs += [[pack(p, e), tag_of(s), int(i == len(px) - 1)] for i, p in enumerate(px)]
-    cfg = {"seed": int(rng.integers(1 << 30)), "in_beats": pixel_beats(maps, e), "out_beats": outs,
-           "in_per_sample": h * w, "out_per_sample": len(outs) // samples, "samples": samples, "b2b": b2b,
-           "steps_per_sample": h * w, "timing": timing, "mixes": MIXES}
+    cfg = {
+        "seed": int(rng.integers(1 << 30)),
+        "in_beats": pixel_beats(maps, e),
+        "out_beats": outs,
+        "in_per_sample": h * w,
+        "out_per_sample": len(outs) // samples,
+        "samples": samples,
+        "b2b": b2b,
+        "steps_per_sample": h * w,
+        "timing": timing,
+        "mixes": MIXES,
+    }
     return "maxpool", mp_params(case), cfg
 
 
@@ -242,13 +297,24 @@ def test_maxpool(vl_env, tmp_path):
 
 # ---------------------------------------------------------------- lint
 
-LINT_CASES = ([("sliding_window", sw_params(c)) for c in SW_CASES] + [("maxpool", mp_params(c)) for c in MP_CASES]
-              + [("sliding_window", sw_params(c)) for c in [
-                  (2, 8, 28, 28, 3, 1, 1, 4, 72, "block"), (2, 1, 9, 10, 4, 3, 0, 4, 4, "auto"),
-                  (1, 2, 1, 9, 3, 2, 1, 7, 3, "auto"), (2, 4, 5, 6, 1, 1, 0, 6, 4, "auto"),
-                  (2, 2, 6, 5, 3, 1, 1, 5, 1, "auto")]]
-              + [("maxpool", mp_params(c)) for c in [
-                  (2, 16, 28, 28, 2, 4, 1, "block"), (2, 2, 5, 5, 1, 4, 1, "auto"), (1, 1, 1, 5, 5, 3, 0, "auto")]])
+LINT_CASES = (
+    [("sliding_window", sw_params(c)) for c in SW_CASES]
+    + [("maxpool", mp_params(c)) for c in MP_CASES]
+    + [
+        ("sliding_window", sw_params(c))
+        for c in [
+            (2, 8, 28, 28, 3, 1, 1, 4, 72, "block"),
+            (2, 1, 9, 10, 4, 3, 0, 4, 4, "auto"),
+            (1, 2, 1, 9, 3, 2, 1, 7, 3, "auto"),
+            (2, 4, 5, 6, 1, 1, 0, 6, 4, "auto"),
+            (2, 2, 6, 5, 3, 1, 1, 5, 1, "auto"),
+        ]
+    ]
+    + [
+        ("maxpool", mp_params(c))
+        for c in [(2, 16, 28, 28, 2, 4, 1, "block"), (2, 2, 5, 5, 1, 4, 1, "auto"), (1, 1, 1, 5, 5, 3, 0, "auto")]
+    ]
+)
 
 
 @pytest.mark.parametrize("top, params", LINT_CASES, ids=[f"{t}-{i}" for i, (t, _) in enumerate(LINT_CASES)])
@@ -258,14 +324,31 @@ def test_lint(vl_env, top, params):
 
 # ---------------------------------------------------------------- synthesis
 
+
 def sw_synth(c=8, hw=28, k=3, e=4, simd=72, style="auto", pad=1):
-    return ("sliding_window", {"DIMS": 2, "C": c, "IN_H": hw, "IN_W": hw, "K": k, "STRIDE": 1, "PAD": pad,
-                               "E": e, "SIMD": simd, "RAM_STYLE": style, "TAG_W": 8})
+    return (
+        "sliding_window",
+        {
+            "DIMS": 2,
+            "C": c,
+            "IN_H": hw,
+            "IN_W": hw,
+            "K": k,
+            "STRIDE": 1,
+            "PAD": pad,
+            "E": e,
+            "SIMD": simd,
+            "RAM_STYLE": style,
+            "TAG_W": 8,
+        },
+    )
 
 
 def mp_synth(c=8, hw=28, k=2, e=4, style="auto"):
-    return ("maxpool", {"DIMS": 2, "C": c, "IN_H": hw, "IN_W": hw, "K": k, "E": e, "SIGNED": 1,
-                        "RAM_STYLE": style, "TAG_W": 8})
+    return (
+        "maxpool",
+        {"DIMS": 2, "C": c, "IN_H": hw, "IN_W": hw, "K": k, "E": e, "SIGNED": 1, "RAM_STYLE": style, "TAG_W": 8},
+    )
 
 
 # name -> (top, params): the memory-mapping checks the slow test runs.
@@ -290,6 +373,7 @@ TABLE_RUNS = {
 
 def resource_table(work: Path, runs=SYNTH_RUNS) -> dict:
     """Yosys synth_xilinx of every run (two at a time): name -> (counts, raw cells)."""
+
     def one(item):
         name, (top, params) = item
         vparams = {k: (f'"{v}"' if isinstance(v, str) else v) for k, v in params.items()}
@@ -303,15 +387,15 @@ def format_table(results: dict) -> str:
     lines = [f"{'case':22s} {'LUT':>6s} {'FF':>6s} {'BRAM18':>6s} {'LUTRAM':>6s}  cells"]
     for name, (counts, cells) in results.items():
         mem = {c: n for c, n in cells.items() if c.startswith(("RAM", "SRL"))}
-        lines.append(f"{name:22s} {counts['LUT']:6d} {counts['FF']:6d} {counts['BRAM18']:6d} "
-                     f"{counts['LUTRAM']:6d}  {mem}")
+        lines.append(
+            f"{name:22s} {counts['LUT']:6d} {counts['FF']:6d} {counts['BRAM18']:6d} {counts['LUTRAM']:6d}  {mem}"
+        )
     return "\n".join(lines)
 
 
 @pytest.mark.slow
 def test_yosys_memories_and_resources(tmp_path):
-    if shutil.which("yosys") is None:
-        pytest.skip("yosys not installed (Debian package `yosys` runs synth_xilinx)")
+    require_yosys()
     results = resource_table(tmp_path)
     print(format_table(results))
     k, w, c, e = 3, 28, 8, 4

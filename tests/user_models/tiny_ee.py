@@ -36,27 +36,45 @@ def _quant_in(act_quant=Int8ActPerTensorFixedPoint):
 
 def _linear(n_in, n_out, per_channel=False, bias_quant=Int16Bias):
     # Per-channel power-of-two scales: the same fixed-point quantiser with one scale per output.
-    return QuantLinear(n_in, n_out, bias=True, weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=4,
-                       weight_scaling_per_output_channel=per_channel, bias_quant=bias_quant,
-                       return_quant_tensor=True)
+    return QuantLinear(
+        n_in,
+        n_out,
+        bias=True,
+        weight_quant=Int8WeightPerTensorFixedPoint,
+        weight_bit_width=4,
+        weight_scaling_per_output_channel=per_channel,
+        bias_quant=bias_quant,
+        return_quant_tensor=True,
+    )
 
 
 def _relu():
     return QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=4, return_quant_tensor=True)
 
 
-def _build(act_quant=Int8ActPerTensorFixedPoint, per_channel=False,
-           bias_quant=Int16Bias, head_input=True, extra=None, head_output=True, classes=10):
+def _build(
+    act_quant=Int8ActPerTensorFixedPoint,
+    per_channel=False,
+    bias_quant=Int16Bias,
+    head_input=True,
+    extra=None,
+    head_output=True,
+    classes=10,
+):
     torch.manual_seed(0)
     block0 = [_quant_in(act_quant), nn.Flatten(), _linear(64, 32, per_channel, bias_quant), _relu()]
     if extra is not None:
         block0.append(extra)
     block1 = [_quant_in(Uint8ActPerTensorFixedPoint), _linear(32, 16), _relu()]
-    head0 = (([_quant_in(Uint8ActPerTensorFixedPoint)] if head_input else []) + [_linear(32, classes)]
-             + ([_quant_in()] if head_output else []))
+    head0 = (
+        ([_quant_in(Uint8ActPerTensorFixedPoint)] if head_input else [])
+        + [_linear(32, classes)]
+        + ([_quant_in()] if head_output else [])
+    )
     head1 = [_quant_in(Uint8ActPerTensorFixedPoint), _linear(16, classes), _quant_in()]
-    return TinyEarlyExit([nn.Sequential(*block0), nn.Sequential(*block1)],
-                         {"0": nn.Sequential(*head0), "1": nn.Sequential(*head1)})
+    return TinyEarlyExit(
+        [nn.Sequential(*block0), nn.Sequential(*block1)], {"0": nn.Sequential(*head0), "1": nn.Sequential(*head1)}
+    )
 
 
 def make_model():

@@ -1,0 +1,36 @@
+"""`make test-fast` (EEHW_TEST_FAST=1, -m "not slow") promises no training and no synthesis: a
+test that is not marked slow and reaches the training loop or a Yosys run fails, naming itself
+and the fix, instead of silently making the fast suite slow."""
+
+import os
+
+import pytest
+
+
+def pytest_configure(config):
+    if not os.environ.get("EEHW_TEST_FAST"):
+        return
+    import eehw.hw.tools.yosys
+    import eehw.model.train
+
+    def refuse(what):
+        def guard(*args, **kwargs):
+            pytest.fail(
+                f"this test {what} but is not marked slow: mark it @pytest.mark.slow "
+                "(make test-fast runs no training and no synthesis)",
+                pytrace=False,
+            )
+
+        return guard
+
+    eehw.model.train._fit = refuse("trains a model")
+    eehw.hw.tools.yosys.run_script = refuse("runs Yosys")
+
+
+@pytest.fixture(scope="session")
+def decision_vectors(tmp_path_factory):
+    """The decision unit's shared vector file (rtl_sim/models/decision_vectors.py), written once:
+    the Verilog unit, the HLS header and the HLS top's decision IPs are all driven with it."""
+    from eehw.rtl_sim.models.decision_vectors import write
+
+    return write(tmp_path_factory.mktemp("vectors") / "decision_vectors.txt")

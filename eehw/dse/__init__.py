@@ -1,0 +1,1 @@
+"""The co-design search: exit configurations, characterisation, composition, search, validation."""

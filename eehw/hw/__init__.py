@@ -1,0 +1,1 @@
+"""Hardware: the stage plan, timing, RTL and HLS generators, tool runners and measurement."""

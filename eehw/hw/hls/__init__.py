@@ -1,0 +1,1 @@
+"""hls4ml blocks (via QONNX), the decision-unit IP and the HLS top."""

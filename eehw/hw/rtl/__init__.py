@@ -1,0 +1,1 @@
+"""The Verilog design: generator, weight memories, AXI IP wrapper and Verilator simulation."""

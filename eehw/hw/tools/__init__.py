@@ -1,0 +1,1 @@
+"""External tools: Verilator, Yosys, Vivado/Vitis, each run through one checked runner."""

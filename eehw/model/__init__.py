@@ -1,0 +1,1 @@
+"""The quantised multi-exit network: data, Brevitas model, training, export to the integer golden model."""

@@ -1,0 +1,1 @@
+"""Exit policies, threshold selection and the evaluation of a trained network."""

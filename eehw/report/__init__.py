@@ -1,0 +1,1 @@
+"""Reports of a flow run, of a DSE run, and their comparison."""

@@ -1,0 +1,2 @@
+round_shift_sat.v
+requant.v
