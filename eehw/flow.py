@@ -178,8 +178,8 @@ def step_hls(d: Design) -> None:
     from eehw.hw.hls.build import build_hls_projects
     from eehw.hw.hls.chain import chain_check
     from eehw.hw.hls.settings import settings_from_plan
-    from eehw.hw.hls.top import TopDesign, generate, ip_name
-    from eehw.hw.rtl.axi_ip import generate as generate_rtl_ip
+    from eehw.hw.hls.top import TopDesign, ip_name, write_hls_top
+    from eehw.hw.rtl.axi_ip import write_rtl_ip
     from eehw.hw.tools import vendor
 
     # The IPs fold as the simulated RTL does: reuse factors from its SIMD x PE lanes.
@@ -196,9 +196,9 @@ def step_hls(d: Design) -> None:
     rtl = d.rtl["early_exit"]
     _, thresholds = _early_exit_choice(d)
     top = TopDesign.from_golden(d.cfg.name, d.golden, rtl.plan.exits, design_policy(d), rtl.decision, thresholds)
-    files = generate(top, d.board, d.out_dir / "hls_top")
+    files = write_hls_top(top, d.board, d.out_dir / "hls_top")
     # The alternative accelerator: the simulated RTL itself, packaged as one IP.
-    rtl_ip = generate_rtl_ip(rtl, top, d.board, d.out_dir / "rtl_ip")
+    rtl_ip = write_rtl_ip(rtl, top, d.board, d.out_dir / "rtl_ip")
     tools = vendor.detect()
     note = vendor.absence_note(tools)
     if note:

@@ -65,13 +65,13 @@ def tiny_dse_config(tmp_path_factory):
     return path
 
 
-TINY_CNN_DSE = """
-name: tiny_cnn_dse
+CNN_DSE = """
+name: cnn_dse
 seed: 0
 data: {name: digits}
 model:
   backbone: cnn2d
-  widths: [4, 8]
+  widths: [8, 16]
   kernel: 3
   pool: [2, 1]
   weight_bits: 4
@@ -79,16 +79,16 @@ model:
   input_bits: 8
   logit_bits: 16
   exits: [{after: 0, head: linear}]
-training: {regime: e2e, epochs: 4, batch_size: 64, lr: 0.02}
-hardware: {max_simd: 4, max_pe: 2}
+training: {regime: e2e, epochs: 6, batch_size: 64, lr: 0.02}
+hardware: {max_simd: 8, max_pe: 4}
 """
 
 
 @pytest.fixture(scope="session")
-def tiny_cnn_dse_config(tmp_path_factory):
+def cnn_dse_config(tmp_path_factory):
     """A small 2-D CNN with one early exit, for the DSE's predicted-vs-measured checks on a CNN."""
-    path = tmp_path_factory.mktemp("cnn_dse") / "tiny_cnn_dse.yaml"
-    path.write_text(TINY_CNN_DSE)
+    path = tmp_path_factory.mktemp("cnn_dse") / "cnn_dse.yaml"
+    path.write_text(CNN_DSE)
     return path
 
 

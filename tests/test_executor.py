@@ -110,6 +110,8 @@ def test_validation_on_process_workers_needs_no_shared_folder(tiny_dse_config, t
         assert top and ".mem" in texts and "eehw-validate-" not in texts  # memories named where they are now
         for mem in (p for p in texts.split('"') if p.endswith(".mem")):
             assert os.path.isfile(mem) and os.path.realpath(mem).startswith(str(client_designs))
+        flist = open(os.path.join(rtl_dir, des["measured"]["top"] + ".f")).read().split()
+        assert flist and all(os.path.isfile(f) for f in flist), flist  # the file list names files that are here
     # The worker wrote nothing into the client's folders, and nothing outside its own but caches.
     assert not list((worker / "build").glob("**/designs")) if (worker / "build").exists() else True
     assert (worker / "cache" / "yosys").is_dir()  # it did the synthesis, in its own cache

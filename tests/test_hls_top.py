@@ -14,7 +14,7 @@ import pytest
 from eehw.board import load_board
 from eehw.errors import EehwError
 from eehw.hw.hls.decision import ap_types_dir, templates_dir
-from eehw.hw.hls.top import Stream, TopDesign, generate
+from eehw.hw.hls.top import Stream, TopDesign, write_hls_top
 from eehw.hw.plan import DecisionFormat
 from eehw.policy.policies import PolicyName
 
@@ -97,7 +97,7 @@ def stream_edges(calls) -> list[tuple[str, str, str, str]]:
 @pytest.fixture(params=[MLP, CNN], ids=lambda d: d.name)
 def generated(request, tmp_path):
     design = request.param
-    files = generate(design, load_board("pynq-z2"), tmp_path / "out")
+    files = write_hls_top(design, load_board("pynq-z2"), tmp_path / "out")
     return design, files
 
 
@@ -256,7 +256,7 @@ def test_bad_designs_are_refused(tmp_path):
     with pytest.raises(EehwError, match="32-bit result field"):
         TopDesign(**{**base, "fmt": DecisionFormat(PolicyName.MARGIN, 10, 40, 8)})
     with pytest.raises(EehwError, match="zynq7"):
-        generate(TopDesign(**base), load_board("zcu102"), tmp_path)
+        write_hls_top(TopDesign(**base), load_board("zcu102"), tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,7 +327,7 @@ int main() {
 
 def _csim_driver(design, tmp_path):
     """The top's IPs for ``design`` and CSIM_DRIVER, compiled with g++."""
-    files = generate(design, load_board("pynq-z2"), tmp_path / "out")
+    files = write_hls_top(design, load_board("pynq-z2"), tmp_path / "out")
     driver = files.ip_source.parent / "csim_driver.cpp"
     driver.write_text(CSIM_DRIVER)
     binary = tmp_path / "csim"

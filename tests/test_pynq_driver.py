@@ -10,7 +10,7 @@ import pytest
 from eehw.board import load_board
 from eehw.deploy.pynq_driver import EarlyExitOverlay, RegisterMap, pack_inputs, threshold_words, unpack_results
 from eehw.errors import EehwError
-from eehw.hw.hls.top import Stream, TopDesign, generate
+from eehw.hw.hls.top import Stream, TopDesign, write_hls_top
 from eehw.hw.plan import DecisionFormat
 from eehw.policy.policies import PolicyName
 
@@ -131,7 +131,7 @@ def test_register_map_carries_the_chosen_thresholds(tmp_path):
         fmt=DecisionFormat(PolicyName.MARGIN, 10, 12, 6),
         thresholds=(37, None),
     )
-    files = generate(design, load_board("pynq-z2"), tmp_path)
+    files = write_hls_top(design, load_board("pynq-z2"), tmp_path)
     regs = [r for r in json.loads(files.register_map.read_text())["registers"] if r["what"] == "exit"]
     assert [(r["threshold"], r["value"]) for r in regs] == [(37, "0x80000025"), (None, "0x00000000")]
     assert RegisterMap.load(files.register_map).thresholds == (37, None)
@@ -153,7 +153,7 @@ def test_register_map_from_the_generator(tmp_path):
         heads=("h0", "h1"),
         fmt=DecisionFormat(PolicyName.MAX_SOFTMAX_POW2, 10, 12, 6),
     )
-    files = generate(design, load_board("pynq-z2"), tmp_path)
+    files = write_hls_top(design, load_board("pynq-z2"), tmp_path)
     regmap = RegisterMap.load(files.register_map)
     assert regmap.thresholds == (None,)  # no thresholds given: the exit is disabled
     assert regmap.exit_registers == (0x43C10010,)

@@ -145,7 +145,7 @@ def test_build_overlay_with_stand_in_tools(tmp_path, monkeypatch):
     import sys
 
     from eehw.board import load_board
-    from eehw.hw.hls.top import Stream, TopDesign, generate
+    from eehw.hw.hls.top import Stream, TopDesign, write_hls_top
     from eehw.hw.plan import DecisionFormat
     from eehw.policy.policies import PolicyName
 
@@ -169,7 +169,7 @@ def test_build_overlay_with_stand_in_tools(tmp_path, monkeypatch):
         heads=("h0", "h1"),
         fmt=DecisionFormat(PolicyName.MARGIN, 10, 16, 8),
     )
-    top = generate(design, load_board("pynq-z2"), tmp_path / "design")
+    top = write_hls_top(design, load_board("pynq-z2"), tmp_path / "design")
     projects = {}
     for name in ("b0", "b1", "h0", "h1"):
         folder = tmp_path / "design" / "hls" / name

@@ -27,6 +27,7 @@ from eehw.board import Board
 from eehw.cache import atomic_write_text, load_json
 from eehw.dse.executor import run_jobs
 from eehw.dse.unit_files import (
+    CHAR_TOP,
     JOB_DIR,
     block_files,
     decision_files,
@@ -165,15 +166,17 @@ def synth_job(top: str, files: dict[str, str], family: str) -> dict:
             path.write_text(text.replace(JOB_DIR, tmp))
             if name.endswith(".v"):
                 paths.append(path)
-        return synthesize(paths, top, family).as_dict()
+        # a block or head as a unit; the glue under its char top flattened, so tied ports fold
+        return synthesize(paths, top, family, unit=top != CHAR_TOP).as_dict()
 
 
 def _job_key(top: str, files: dict[str, str], family: str) -> str:
     """The Verilog it synthesises (generated and library modules), the Yosys recipe and the
     version of the cell counting that turns a run into figures (eehw.hw.tools.yosys)."""
-    from eehw.hw.tools.yosys import COUNT_VERSION, SYNTH_RECIPE
+    from eehw.hw.tools.yosys import COUNT_VERSION, SYNTH_RECIPE, UNIT_RECIPE
 
-    h = hashlib.sha256(f"{CACHE_VERSION}|{SYNTH_RECIPE}|{COUNT_VERSION}|{top}|{family}".encode())
+    recipe = SYNTH_RECIPE if top == CHAR_TOP else UNIT_RECIPE
+    h = hashlib.sha256(f"{CACHE_VERSION}|{recipe}|{COUNT_VERSION}|{top}|{family}".encode())
     for name in sorted(files):
         h.update(name.encode())
         h.update(files[name].encode())
@@ -270,15 +273,15 @@ def characterise(
             for is_final in (False, True):
                 key = decision_key(fmt, name, shift, is_final)
                 files = decision_files(fmt, shift, is_final)
-                glue_jobs[key] = _job_key("eehw_char_top", files, board.family)
-                jobs.setdefault(glue_jobs[key], ("eehw_char_top", files, board.family))
+                glue_jobs[key] = _job_key(CHAR_TOP, files, board.family)
+                jobs.setdefault(glue_jobs[key], (CHAR_TOP, files, board.family))
     dec_widths = sorted({fmt.dec_w for fmt in formats.values()})
     for position in base.exits[:-1]:
         width = base.blocks[position].out_bits
         key = Characterisation.fork_key(width)
         files = fork_files(width)
-        glue_jobs[key] = _job_key("eehw_char_top", files, board.family)
-        jobs.setdefault(glue_jobs[key], ("eehw_char_top", files, board.family))
+        glue_jobs[key] = _job_key(CHAR_TOP, files, board.family)
+        jobs.setdefault(glue_jobs[key], (CHAR_TOP, files, board.family))
         units = [heads[position], *alt_heads.get(position, {}).values()]
         depths = {
             buffer_depth(h.drain, b.hw, fmt.latency)
@@ -291,14 +294,14 @@ def characterise(
             for depth in sorted(depths):
                 key = Characterisation.gate_key(width, dec_w, depth)
                 files = gate_files(width, dec_w, depth)
-                glue_jobs[key] = _job_key("eehw_char_top", files, board.family)
-                jobs.setdefault(glue_jobs[key], ("eehw_char_top", files, board.family))
+                glue_jobs[key] = _job_key(CHAR_TOP, files, board.family)
+                jobs.setdefault(glue_jobs[key], (CHAR_TOP, files, board.family))
     for k in range(1, len(base.exits) + 1):
         for dec_w in dec_widths:
             key = Characterisation.merge_key(k, dec_w)
             files = merge_files(k, dec_w)
-            glue_jobs[key] = _job_key("eehw_char_top", files, board.family)
-            jobs.setdefault(glue_jobs[key], ("eehw_char_top", files, board.family))
+            glue_jobs[key] = _job_key(CHAR_TOP, files, board.family)
+            jobs.setdefault(glue_jobs[key], (CHAR_TOP, files, board.family))
 
     figures: dict[str, dict] = {}
     todo = []

@@ -12,6 +12,7 @@ from eehw.hw.rtl.design import hdl_sources, template_env
 from eehw.hw.stages import HwBlock
 from eehw.hw.timing import GATE_QUEUE_SAMPLES
 
+CHAR_TOP = "eehw_char_top"  # the top over a glue module (rtl_sim/templates/char_top.v.j2)
 JOB_DIR = "@EEHW_DIR@"  # stands for the job's own folder in cached file texts
 
 
@@ -56,7 +57,7 @@ def decision_files(fmt: DecisionFormat, shift: int, final: bool) -> dict[str, st
     # the final exit's threshold and enable are constants, as in the top
     tied = {"threshold": f"{fmt.thr_w}'d{fmt.always_exit}", "enable": "1'b1"} if final else {}
     text = _wrapper("decision_unit", params, ports, tied)
-    return {**_library("decision_unit"), "eehw_char_top.v": text}
+    return {**_library("decision_unit"), f"{CHAR_TOP}.v": text}
 
 
 def gate_files(feat_w: int, dec_w: int, depth: int) -> dict[str, str]:
@@ -84,7 +85,7 @@ def gate_files(feat_w: int, dec_w: int, depth: int) -> dict[str, str]:
         if prefix.endswith("feat"):
             ports.append((d, f"{prefix}_tlast", 1))
     ports.append(("output", "error", 1))
-    return {**_library("exit_gate"), "eehw_char_top.v": _wrapper("exit_gate", params, ports)}
+    return {**_library("exit_gate"), f"{CHAR_TOP}.v": _wrapper("exit_gate", params, ports)}
 
 
 def fork_files(width: int) -> dict[str, str]:
@@ -102,7 +103,7 @@ def fork_files(width: int) -> dict[str, str]:
         ("output", "m_tuser", 2 * TAG_W),
         ("output", "m_tlast", 2),
     ]
-    return {**_library("axis_fork"), "eehw_char_top.v": _wrapper("axis_fork", {"W": width, "TAG_W": TAG_W}, ports)}
+    return {**_library("axis_fork"), f"{CHAR_TOP}.v": _wrapper("axis_fork", {"W": width, "TAG_W": TAG_W}, ports)}
 
 
 def merge_files(k: int, dec_w: int) -> dict[str, str]:
@@ -121,7 +122,7 @@ def merge_files(k: int, dec_w: int) -> dict[str, str]:
     ]
     return {
         **_library("exit_merge"),
-        "eehw_char_top.v": _wrapper("exit_merge", {"K": k, "DEC_W": dec_w, "TAG_W": TAG_W}, ports),
+        f"{CHAR_TOP}.v": _wrapper("exit_merge", {"K": k, "DEC_W": dec_w, "TAG_W": TAG_W}, ports),
     }
 
 

@@ -54,12 +54,13 @@ def validate_job(
 
 def write_design_files(measured: dict, out_dir: Path) -> None:
     """Write a validated design's files (``validate_job``'s ``files``) into ``out_dir`` and
-    record it as the design's ``rtl_dir``. The Verilog names its weight memories by the
-    worker's absolute path; those paths are rewritten to ``out_dir``."""
+    record it as the design's ``rtl_dir``. The Verilog names its weight memories, and the
+    ``.f`` file list its generated sources, by the worker's absolute path; those paths are
+    rewritten to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     worker = measured.pop("worker_dir").encode()
     for name, data in measured.pop("files").items():
-        if name.endswith(".v"):
+        if name.endswith((".v", ".f")):
             data = data.replace(worker, str(out_dir.resolve()).encode())
         (out_dir / name).write_bytes(data)
     measured["rtl_dir"] = str(out_dir)

@@ -226,8 +226,9 @@ def resources_of(
             if timing
             else {}
         )
+        # the top as a whole design, each block and head as a unit (as the DSE characterises them)
         futures = {
-            key: pool.submit(synthesize, files, top, board.family)
+            key: pool.submit(synthesize, files, top, board.family, key[1] is not None)
             for key, (files, top) in sorted(jobs.items(), key=lambda kv: kv[0][1] is not None)
         }
         done: dict = {key: f.result() for key, f in futures.items()}

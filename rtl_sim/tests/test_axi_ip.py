@@ -27,8 +27,7 @@ from eehw.board import load_board
 from eehw.deploy.pynq_driver import RegisterMap, pack_inputs, threshold_words, unpack_results
 from eehw.hw.hls.top import TopDesign
 from eehw.hw.plan import plan_design
-from eehw.hw.rtl.axi_ip import STATUS_OFFSET
-from eehw.hw.rtl.axi_ip import generate as generate_ip
+from eehw.hw.rtl.axi_ip import STATUS_OFFSET, write_rtl_ip
 from eehw.hw.rtl.design import generate
 from eehw.model.export import export_golden
 from eehw.policy.policies import decide
@@ -47,7 +46,7 @@ def test_axi_wrapper_is_the_driver_contract(vl_env, tmp_path, seed):
     plan = renamed(plan_design(golden, f"ip{seed}", None), f"ip{seed}")
     rtl = generate(plan, params, tmp_path / "rtl", golden.exits)
     top = TopDesign.from_golden(f"ip{seed}", golden, rtl.plan.exits, params, rtl.decision, thresholds)
-    files = generate_ip(rtl, top, load_board("pynq-z2"), tmp_path / "rtl_ip")
+    files = write_rtl_ip(rtl, top, load_board("pynq-z2"), tmp_path / "rtl_ip")
     regmap = RegisterMap.load(files.register_map)
     assert list(regmap.thresholds) == thresholds
     tcl = files.tcl.read_text()

@@ -30,7 +30,9 @@ DECISION_DOMAIN = "eehw.hw.hls.decision_layer"  # also a qonnx custom-op domain:
 # ---------------------------------------------------------------------------------------------
 # hls4ml Extension API: layer, ONNX handler, templates, source
 
-
+# The layer's C++ config and call are Python format strings, not Jinja: hls4ml's
+# LayerConfigTemplate / FunctionCallTemplate fill ``self.template`` with ``str.format`` (as its
+# own layers' templates do), so they stay in the form the Extension API takes.
 _CONFIG_TEMPLATE = """struct config{index} : nnet::eehw_decision_config {{
     static const unsigned n_classes = {n_classes};
     static const unsigned logit_width = {logit_width};

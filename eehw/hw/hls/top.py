@@ -201,7 +201,7 @@ def _cell(ip: str) -> str:
     return f"{ip}_0"
 
 
-def generate(design: TopDesign, board: Board, out_dir: Path, jobs: int = 2) -> TopFiles:
+def write_hls_top(design: TopDesign, board: Board, out_dir: Path, jobs: int = 2) -> TopFiles:
     """Write the top's IP sources, their HLS scripts, the block-design Tcl and the register map."""
     check_shell(board)
     fclk = board.shell.get("fclk_mhz", board.clock_mhz)

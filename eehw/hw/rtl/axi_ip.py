@@ -104,7 +104,7 @@ def wrapper_source(rtl: RtlDesign, design: TopDesign) -> tuple[str, str]:
     return module, text
 
 
-def generate(rtl: RtlDesign, design: TopDesign, board: Board, out_dir: Path, jobs: int = 2) -> RtlIpFiles:
+def write_rtl_ip(rtl: RtlDesign, design: TopDesign, board: Board, out_dir: Path, jobs: int = 2) -> RtlIpFiles:
     """Write the wrapper, the packaging + block-design Tcl and the register map of ``rtl``."""
     check_shell(board)
     if tuple(design.exits) != tuple(rtl.plan.exits):
