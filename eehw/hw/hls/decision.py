@@ -97,8 +97,8 @@ class DecisionUnit:
         }
 
     def config_cpp(self, struct_name: str) -> str:
-        body = "".join(f"    static const unsigned {k} = {v};\n" for k, v in self.config_fields().items())
-        return f"struct {struct_name} : nnet::eehw_decision_config {{\n{body}}};\n"
+        template = jinja_env().get_template("tb/decision_config.h.j2")
+        return template.render(name=struct_name, fields=self.config_fields())
 
 
 # ---------------------------------------------------------------------------------------------

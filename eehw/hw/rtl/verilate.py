@@ -95,10 +95,9 @@ def _runtime_objects(env: dict[str, str]) -> list[Path]:
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        (tmp / "eehw_runtime.v").write_text("module eehw_runtime (input wire clk /*verilator public*/);\nendmodule\n")
         try:
             _BuildRunner(env).build(
-                sources=[str(tmp / "eehw_runtime.v")],
+                sources=[str(shipped("rtl_sim") / "harness" / "eehw_runtime.v")],
                 hdl_toplevel="eehw_runtime",
                 build_dir=str(tmp),
                 always=True,
