@@ -3,8 +3,17 @@ test that is not marked slow and reaches the training loop or a Yosys run fails,
 and the fix, instead of silently making the fast suite slow."""
 
 import os
+import tempfile
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Hypothesis writes nothing into the checkout (tests write only under temporary folders): no
+# example database, and its constants cache in a temporary folder of its own.
+settings.register_profile("eehw", database=None)
+settings.load_profile("eehw")
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix="eehw-hypothesis-"))
 
 
 def pytest_configure(config):

@@ -1,5 +1,6 @@
 """Board files, configs and templates ship inside the wheel, so an installed eehw finds them."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,6 +10,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_installed_wheel_finds_shipped_data(tmp_path):
+    # Built from a copy of the tracked files: setuptools writes build/ and *.egg-info beside the
+    # sources it builds, and a test writes only under tmp_path.
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    src = tmp_path / "src"
+    for name in tracked.splitlines():
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
     subprocess.run(
         [
             sys.executable,
@@ -20,7 +29,7 @@ def test_installed_wheel_finds_shipped_data(tmp_path):
             "--no-build-isolation",
             "-w",
             str(tmp_path / "dist"),
-            str(ROOT),
+            str(src),
         ],
         check=True,
         capture_output=True,
@@ -37,6 +46,18 @@ def test_installed_wheel_finds_shipped_data(tmp_path):
         "eehw/rtl_sim/templates/ee_top.v.j2",
         "eehw/rtl_sim/harness/ee_top_tb.py",
         "eehw/rtl_sim/models/exit_gate.py",
+        "eehw/rtl_sim/models/decision_vectors.py",
+        "eehw/rtl_sim/hdl/ee_top.f",
+        "eehw/rtl_sim/harness/eehw_runtime.v",
+        "eehw/hls_templates/tb/decision_config.h.j2",
+        "eehw/hw/rtl/design.py",
+        "eehw/hw/hls/decision_layer.py",
+        "eehw/hw/tools/run.py",
+        "eehw/model/golden.py",
+        "eehw/policy/policies.py",
+        "eehw/deploy/pynq_driver.py",
+        "eehw/dse/explore.py",
+        "eehw/report/synth.py",
     ):
         assert shipped in names
     target = tmp_path / "site"
@@ -48,7 +69,8 @@ def test_installed_wheel_finds_shipped_data(tmp_path):
     probe = (
         "import eehw.paths, eehw.board, eehw.config;"
         "print(eehw.paths.shipped('boards'));"
-        "print(eehw.board.load_board('pynq-z2').part, eehw.config.load_config('digits_mlp').name)"
+        "print(eehw.board.load_board('pynq-z2').part, eehw.config.load_config('digits_mlp').name);"
+        "import eehw.hw.rtl.design as d; print(len(d.hdl_sources('ee_top')), d.hdl_sources('ee_top')[0].parent)"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
@@ -60,3 +82,5 @@ def test_installed_wheel_finds_shipped_data(tmp_path):
     ).stdout.splitlines()
     assert out[0].startswith(str(target))  # read from the installed copy, not the checkout
     assert out[1] == "xc7z020clg400-1 digits_mlp"
+    count, folder = out[2].split()
+    assert int(count) == 11 and folder.startswith(str(target))  # the .f lists, read from the wheel
