@@ -167,7 +167,12 @@ def synth_job(top: str, files: dict[str, str], family: str) -> dict:
             if name.endswith(".v"):
                 paths.append(path)
         # a block or head as a unit; the glue under its char top flattened, so tied ports fold
-        return synthesize(paths, top, family, unit=top != CHAR_TOP).as_dict()
+        return synthesize(paths, top, family, unit=_is_unit(top)).as_dict()
+
+
+def _is_unit(top: str) -> bool:
+    """A block or head synthesised as a unit (hierarchy kept); a glue module's char top whole."""
+    return top != CHAR_TOP
 
 
 def _job_key(top: str, files: dict[str, str], family: str) -> str:
@@ -175,7 +180,7 @@ def _job_key(top: str, files: dict[str, str], family: str) -> str:
     version of the cell counting that turns a run into figures (eehw.hw.tools.yosys)."""
     from eehw.hw.tools.yosys import COUNT_VERSION, SYNTH_RECIPE, UNIT_RECIPE
 
-    recipe = SYNTH_RECIPE if top == CHAR_TOP else UNIT_RECIPE
+    recipe = UNIT_RECIPE if _is_unit(top) else SYNTH_RECIPE
     h = hashlib.sha256(f"{CACHE_VERSION}|{recipe}|{COUNT_VERSION}|{top}|{family}".encode())
     for name in sorted(files):
         h.update(name.encode())
@@ -264,6 +269,11 @@ def characterise(
     # Glue: decision units per policy and exit, forks and gates per width (and depth), merges per exit count.
     formats = {}
     glue_jobs: dict[str, str] = {}
+
+    def add_glue(key: str, files: dict[str, str]) -> None:
+        glue_jobs[key] = _job_key(CHAR_TOP, files, board.family)
+        jobs.setdefault(glue_jobs[key], (CHAR_TOP, files, board.family))
+
     final_head = base.heads[base.exits[-1]]
     for name, params in policies.items():
         fmt = DecisionFormat(PolicyName(name), final_head.out_beat, final_head.out_w, params.frac_bits)
@@ -273,15 +283,13 @@ def characterise(
             for is_final in (False, True):
                 key = decision_key(fmt, name, shift, is_final)
                 files = decision_files(fmt, shift, is_final)
-                glue_jobs[key] = _job_key(CHAR_TOP, files, board.family)
-                jobs.setdefault(glue_jobs[key], (CHAR_TOP, files, board.family))
+                add_glue(key, files)
     dec_widths = sorted({fmt.dec_w for fmt in formats.values()})
     for position in base.exits[:-1]:
         width = base.blocks[position].out_bits
         key = Characterisation.fork_key(width)
         files = fork_files(width)
-        glue_jobs[key] = _job_key(CHAR_TOP, files, board.family)
-        jobs.setdefault(glue_jobs[key], (CHAR_TOP, files, board.family))
+        add_glue(key, files)
         units = [heads[position], *alt_heads.get(position, {}).values()]
         depths = {
             buffer_depth(h.drain, b.hw, fmt.latency)
@@ -294,14 +302,12 @@ def characterise(
             for depth in sorted(depths):
                 key = Characterisation.gate_key(width, dec_w, depth)
                 files = gate_files(width, dec_w, depth)
-                glue_jobs[key] = _job_key(CHAR_TOP, files, board.family)
-                jobs.setdefault(glue_jobs[key], (CHAR_TOP, files, board.family))
+                add_glue(key, files)
     for k in range(1, len(base.exits) + 1):
         for dec_w in dec_widths:
             key = Characterisation.merge_key(k, dec_w)
             files = merge_files(k, dec_w)
-            glue_jobs[key] = _job_key(CHAR_TOP, files, board.family)
-            jobs.setdefault(glue_jobs[key], (CHAR_TOP, files, board.family))
+            add_glue(key, files)
 
     figures: dict[str, dict] = {}
     todo = []

@@ -17,7 +17,7 @@ from brevitas.nn import QuantConv1d, QuantConv2d, QuantIdentity, QuantLinear, Qu
 from brevitas.quant.fixed_point import Int8ActPerTensorFixedPointMinMaxInit, Uint8ActPerTensorFixedPointMaxInit
 from torch import nn
 
-from eehw.errors import EehwError
+from eehw.errors import EehwError, first_line
 from eehw.model.golden import Conv, Dense, Flatten, GoldenModel, IntBlock, MaxPool, Quant, int_range
 from eehw.model.net import check_structure, exit_positions, float_value
 
@@ -266,8 +266,7 @@ def check_contract(model: nn.Module, example: torch.Tensor, num_classes: int) ->
             outputs = probe(example[:2])
         except Exception as exc:  # the user's forward, reported as one line
             raise ContractError(
-                f"model: forward fails on a batch shaped {tuple(example[:2].shape)}: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                f"model: forward fails on a batch shaped {tuple(example[:2].shape)}: {first_line(exc)}"
             ) from None
     if not isinstance(outputs, (list, tuple)):
         raise ContractError(
