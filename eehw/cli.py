@@ -69,8 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="CYCLES",
         help="ceiling on the worst-case latency (every sample to the final exit) in cycles "
-        "(default: twice the no-exit baseline's, so inputs that never exit cannot slow the device "
-        "down much)",
+        "(default: --worst-latency-factor times the no-exit baseline's)",
+    )
+    p.add_argument(
+        "--worst-latency-factor",
+        type=float,
+        metavar="X",
+        help="without --max-worst-latency, the final-exit path may take at most X times the no-exit "
+        "baseline's latency (default: the config's dse.worst_latency_factor, else 2), so inputs that "
+        "never exit cannot slow the device down beyond a stated bound",
     )
     p.add_argument(
         "--min-throughput",
@@ -253,6 +260,8 @@ def _dse(args: argparse.Namespace) -> int:
     ):
         if value is not None and not value > 0:  # also refuses nan
             raise EehwError(f"{flag} must be a positive number, got {value}")
+    if args.worst_latency_factor is not None and not args.worst_latency_factor >= 1:
+        raise EehwError(f"--worst-latency-factor must be at least 1, got {args.worst_latency_factor}")
     if args.workers is not None and args.workers < 1:
         raise EehwError(f"--workers must be at least 1 (local worker processes), got {args.workers}")
     if args.scheduler is not None and not args.scheduler.startswith("tcp://"):
@@ -264,6 +273,7 @@ def _dse(args: argparse.Namespace) -> int:
         min_accuracy=None if args.min_accuracy is None else args.min_accuracy / 100,
         max_latency=args.max_latency,
         max_worst_latency=args.max_worst_latency,
+        worst_latency_factor=args.worst_latency_factor,
         min_throughput=None if args.min_throughput is None else args.min_throughput / (clock * 1e6),
     )
     report = run_dse(

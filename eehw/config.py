@@ -116,6 +116,10 @@ class DseConfig:
     heads: tuple[HeadType, ...] = ()  # alternative head types per early exit, trained IC-only on the frozen backbone
     head_epochs: int | None = None  # epochs for those heads (default: training.epochs)
     scheduler: str | None = None  # Dask scheduler address (tcp://HOST:PORT) for characterisation and validation
+    # Worst-case ceiling: the final-exit path may take at most this times the fastest no-exit
+    # baseline's latency (default eehw.dse.search.WORST_LATENCY_FACTOR). The application's
+    # call: a deeper-folded rarely reached block saves LUTs and lengthens that path.
+    worst_latency_factor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -377,8 +381,15 @@ def _parse_hardware(ctx: YamlReader, raw: Any) -> HardwareConfig:
     )
 
 
+def _ceiling_factor(ctx: YamlReader, value: Any) -> float:
+    factor = ctx.number(value, "dse.worst_latency_factor")
+    if not factor >= 1.0:  # also refuses nan; .inf means no ceiling
+        ctx.fail("dse.worst_latency_factor", f"must be a factor >= 1 of the baseline's worst-case latency, got {value}")
+    return factor
+
+
 def _parse_dse(ctx: YamlReader, raw: Any, model: Any) -> DseConfig:
-    d = ctx.mapping(raw, "dse", required=(), optional=("heads", "head_epochs", "scheduler"))
+    d = ctx.mapping(raw, "dse", required=(), optional=("heads", "head_epochs", "scheduler", "worst_latency_factor"))
     heads = d.get("heads", [])
     if not isinstance(heads, list):
         ctx.fail("dse.heads", f"must be a list of head types ({', '.join(h.value for h in HeadType)})")
@@ -392,6 +403,7 @@ def _parse_dse(ctx: YamlReader, raw: Any, model: Any) -> DseConfig:
     if isinstance(model, dict) and model.get("factory") and types:
         ctx.fail("dse.heads", "alternative heads are built from the YAML model description; a factory model has none")
     epochs = d.get("head_epochs")
+    factor = d.get("worst_latency_factor")
     scheduler = d.get("scheduler")
     if scheduler is not None and not (isinstance(scheduler, str) and scheduler.startswith("tcp://")):
         ctx.fail("dse.scheduler", f"must be a Dask scheduler address tcp://HOST:PORT, got {scheduler!r}")
@@ -399,4 +411,5 @@ def _parse_dse(ctx: YamlReader, raw: Any, model: Any) -> DseConfig:
         heads=types,
         head_epochs=None if epochs is None else ctx.integer(epochs, "dse.head_epochs", minimum=1),
         scheduler=scheduler,
+        worst_latency_factor=None if factor is None else _ceiling_factor(ctx, factor),
     )

@@ -116,6 +116,7 @@ CASES = [
     ("dse", ["dse", "{f}/epochs.yaml", "--min-accuracy", "500"], "--min-accuracy is a percentage (0-100], got 500.0"),
     ("dse", ["dse", "{f}/epochs.yaml", "--max-latency", "nan"], "--max-latency must be a positive number, got nan"),
     ("dse", ["dse", "{f}/epochs.yaml", "--max-worst-latency", "0"], "--max-worst-latency must be a positive number"),
+    ("dse", ["dse", "{f}/epochs.yaml", "--worst-latency-factor", "0.9"], "--worst-latency-factor must be at least 1"),
     ("dse", ["dse", "{f}/epochs.yaml", "--min-throughput", "-1"], "--min-throughput must be a positive number"),
     ("dse", ["dse", "{f}/epochs.yaml", "--workers", "0"], "--workers must be at least 1"),
     ("dse", ["dse", "{f}/epochs.yaml", "--workers", "two"], "argument --workers: invalid int value: 'two'"),

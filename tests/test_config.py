@@ -20,7 +20,7 @@ def test_shipped_configs_parse():
         HeadType.LINEAR,
     ]
     assert m1d.dse.heads == (HeadType.LINEAR, HeadType.POOL_LINEAR, HeadType.CONV_POOL_LINEAR)
-    assert mlp.dse.heads == () and mlp.dse.scheduler is None
+    assert mlp.dse.heads == () and mlp.dse.scheduler is None and mlp.dse.worst_latency_factor is None
 
 
 def test_final_head_is_added_and_hash_tracks_training(tmp_path):
@@ -86,6 +86,18 @@ BAD = [
         "key 'dse.scheduler' must be a Dask scheduler address",
     ),
     ("data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\ndse: {head_epochs: 0}\n", "dse.head_epochs"),
+    (
+        "data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\ndse: {worst_latency_factor: 0.5}\n",
+        "key 'dse.worst_latency_factor' must be a factor >= 1",
+    ),
+    (
+        "data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\ndse: {worst_latency_factor: .nan}\n",
+        "key 'dse.worst_latency_factor' must be a factor >= 1",
+    ),
+    (
+        "data: {name: digits}\nmodel: {backbone: mlp, widths: [8]}\ndse: {worst_latency_factor: 4x}\n",
+        "must be a number",
+    ),
 ]
 
 

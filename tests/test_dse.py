@@ -5,6 +5,7 @@ a tiny model whose top designs are simulated and synthesised (predicted vs measu
 import itertools
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from eehw.dse.characterise import gate_depth_bucket, lane_levels, layer_folding
 from eehw.dse.compose import Composer
 from eehw.dse.exits import exit_configs, hardware_policies
 from eehw.dse.explore import dse_dir, run
-from eehw.dse.search import Constraints, baseline_ratios, search
+from eehw.dse.search import Constraints, baseline_ratios, ceiling_sweep, search
 from eehw.policy.logits import cached_logits
 
 # ---------------------------------------------------------------------------------------------
@@ -255,6 +256,53 @@ def test_ratios_where_early_exit_pays_are_the_hand_computed_ones():
     ]
 
 
+def test_ceiling_sweep_prices_the_worst_case():
+    """The report's sweep: at each ceiling factor, the cheapest early-exit design at the baseline's
+    pace whose final path stays within factor x the baseline's, from the brute-force figures. In
+    the hand-computed case block 1 folded to 1 lane (the cheapest) makes the final path longest,
+    so tighter ceilings cost LUTs until early exit no longer pays."""
+    options = {
+        "blocks.0": [unit_option("blocks.0", 100, 105, 2000)],
+        "blocks.1": [unit_option("blocks.1", 400 // n, 405 // n, 2000 * n, lanes=n) for n in (1, 2, 4)],
+        "heads.0": [unit_option("heads.0", 10, 15, 100)],
+        "heads.1": [unit_option("heads.1", 10, 15, 100)],
+    }
+    configs = [exit_config((1,), (1.0,), 0.95), exit_config((0, 1), (0.75, 0.25), 0.95)]
+    char = characterisation(options, 2)
+    result = search(char, configs, board(), Constraints(max_worst_latency=math.inf), "latency")
+    points = _brute_force(char, configs, 53200, 0.0)
+    base = [p for p in points if p[4] == 0]
+    early = [p for p in points if p[4] == 1]
+    base_worst = min(base, key=lambda p: (p[1], p[3]))[5]
+    peak = max(p[2] for p in base)
+    cheapest_base = min(p[3] for p in base if p[2] >= peak)
+    sweep = {c["factor"]: c for c in ceiling_sweep(result, (1.0, 1.5, 2.0, 3.0, math.inf))}
+    seen = set()
+    for f, c in sweep.items():
+        limit = math.inf if f is None else f * base_worst
+        ok = [p for p in early if p[2] >= peak and p[5] <= limit]
+        if not ok:
+            assert c["luts_at_equal_throughput"] is None
+            continue
+        best = min(ok, key=lambda p: p[3])
+        assert c["luts_at_equal_throughput"] == pytest.approx(best[3] / cheapest_base)
+        assert c["worst_latency"] <= limit
+        seen.add(round(c["luts_at_equal_throughput"], 6))
+    assert sweep[None]["luts_at_equal_throughput"] < sweep[1.5]["luts_at_equal_throughput"]
+    assert len(seen) >= 3  # the ceiling does decide the ratio here
+
+
+def test_worst_latency_factor_sets_the_ceiling():
+    char = three_block_char()
+    configs = [exit_config(p, f, a) for p, f, a in CONFIGS]
+    default = search(char, configs, board(), Constraints(min_accuracy=0.0), "latency")
+    wide = search(char, configs, board(), Constraints(min_accuracy=0.0, worst_latency_factor=3.5), "latency")
+    assert wide.max_worst_latency == pytest.approx(1.75 * default.max_worst_latency)
+    # An explicit ceiling in cycles wins over the factor.
+    given = search(char, configs, board(), Constraints(max_worst_latency=123.0, worst_latency_factor=3.5), "latency")
+    assert given.max_worst_latency == 123.0
+
+
 def test_ratios_respect_the_worst_case_ceiling_unless_asked_not_to():
     char = three_block_char()
     configs = [exit_config(p, f, a) for p, f, a in CONFIGS]
@@ -432,3 +480,22 @@ def test_config_scheduler_reaches_the_executor(tiny_dse_config, tmp_path, monkey
     with pytest.raises(RuntimeError, match="stop before"):
         run(path, "pynq-z2", policies=("margin",), scheduler="tcp://198.51.100.7:8786")
     assert seen[-1] == "tcp://198.51.100.7:8786"
+
+
+@pytest.mark.slow
+def test_config_ceiling_factor_reaches_the_search(tiny_dse_config, tmp_path, monkeypatch):
+    """`dse: {worst_latency_factor: X}` is the default of --worst-latency-factor."""
+    path = tmp_path / "tiny_dse.yaml"
+    path.write_text(tiny_dse_config.read_text() + "dse: {worst_latency_factor: 6}\n")
+    seen = []
+
+    def fake_search(char, configs, board, constraints, *args):
+        seen.append(constraints.worst_latency_factor)
+        raise RuntimeError("stop at the search")
+
+    monkeypatch.setattr("eehw.dse.characterise.characterise", lambda *a, **k: SimpleNamespace(seconds=0.0))
+    monkeypatch.setattr("eehw.dse.explore.search", fake_search)
+    for given, expected in ((None, 6.0), (Constraints(worst_latency_factor=3.0), 3.0)):
+        with pytest.raises(RuntimeError, match="stop at the search"):
+            run(path, "pynq-z2", policies=("margin",), constraints=given, workers=1)
+        assert seen[-1] == expected

@@ -11,7 +11,7 @@ import pytest
 from dse_cases import CONFIGS, board, exit_config, three_block_char
 
 from eehw.dse.explore import pareto_point
-from eehw.dse.search import Constraints, baseline_ratios, search, top_designs
+from eehw.dse.search import Constraints, baseline_ratios, ceiling_sweep, search, top_designs
 from eehw.dse.validate import compare_predicted
 from eehw.report.dse import misses, to_markdown, write_reports
 
@@ -94,6 +94,7 @@ def report_and_result():
         "baseline": designs[-1],
         "validated": designs,
         "ratios": ratios,
+        "ceiling_sweep": ceiling_sweep(result),
         "pareto": [pareto_point(result, i) for i in result.pareto],
         "seconds": {"search": result.seconds},
     }
@@ -109,6 +110,12 @@ def test_markdown_states_search_size_chosen_design_ratios_and_misses(report_and_
     assert any(m.startswith("design1: LUT off by -16.7 %") for m in misses(report))
     assert "design1: LUT off by -16.7 %" in md
     assert not any(m.startswith("design0: LUT") for m in misses(report))
+    # The ceiling's price: one row per swept factor, the applied ceiling's row equal to the ratio table.
+    assert "## The worst-case ceiling's price (predicted)" in md
+    rows = {r.split(" | ")[0].strip("| "): r for r in md.splitlines() if r.startswith("| ") and " | " in r}
+    assert {"1.5", "2", "3", "4", "6", "8", "10", "none"} <= set(rows)
+    at_default = report["ratios"]["luts_at_equal_throughput"]["ratio"]
+    assert f"{at_default:.3f}x" in rows["2"]
 
 
 def test_json_is_plain_and_without_per_sample_arrays(report_and_result, tmp_path):

@@ -37,7 +37,16 @@ import numpy as np
 from eehw.artefacts import ExitChoice
 from eehw.dse.compose import EXHAUSTIVE_LIMIT, LAMBDAS
 from eehw.dse.exits import DROP_LEVELS_PP, HARDWARE_POLICY_NAMES, alternative_logits, exit_configs, hardware_policies
-from eehw.dse.search import OBJECTIVES, RATIO_KEYS, Constraints, SearchResult, baseline_ratios, search, top_designs
+from eehw.dse.search import (
+    OBJECTIVES,
+    RATIO_KEYS,
+    Constraints,
+    SearchResult,
+    baseline_ratios,
+    ceiling_sweep,
+    search,
+    top_designs,
+)
 from eehw.dse.validate import compare_predicted, design_id, validate_job, write_design_files
 from eehw.errors import EehwError
 from eehw.model.head_variants import assembled_golden, own_heads, train_alternatives
@@ -87,6 +96,8 @@ def run(
     alternatives = alternative_logits(cfg, choices, d.data, pols)
     seconds["alternative_heads"] = time.perf_counter() - t0
     constraints = constraints or Constraints()
+    if constraints.worst_latency_factor is None:
+        constraints = dataclasses.replace(constraints, worst_latency_factor=cfg.dse.worst_latency_factor)
     final_acc = float((np.argmax(logits["test"][-1], axis=1) == logits["y_test"]).mean())
     if constraints.min_accuracy is None:
         constraints = dataclasses.replace(constraints, min_accuracy=final_acc - cfg.policy.max_drop_pp / 100)
@@ -250,6 +261,7 @@ def run(
         "baseline": baseline,
         "validated": [designs[i] for i in to_run],
         "ratios": ratios,
+        "ceiling_sweep": ceiling_sweep(result),
         "pareto": [pareto_point(result, i) for i in result.pareto[:500]],
         "seconds": seconds,
     }

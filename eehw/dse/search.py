@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,22 +20,26 @@ OBJECTIVES = ("latency", "throughput", "resources")
 EQUAL_ACCURACY_PP = 0.5  # "at <= 0.5 pp accuracy loss" in the baseline comparison
 
 
-WORST_LATENCY_FACTOR = 2.0  # default --max-worst-latency: this times the no-exit baseline's latency
+WORST_LATENCY_FACTOR = 2.0  # default worst-case ceiling: this times the no-exit baseline's latency
+# Ceilings at which the report also states the predicted ratios, so the price of a tighter
+# worst case is visible next to the one applied (inf: no ceiling).
+CEILING_SWEEP = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, math.inf)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Constraints:
     min_accuracy: float | None = None  # fraction of the test set
     max_latency: float | None = None  # mean cycles
     min_throughput: float | None = None  # samples per cycle
     max_worst_latency: float | None = None  # cycles to the final exit (the bound DeepSloth-style inputs hit)
+    worst_latency_factor: float | None = None  # without max_worst_latency: this times the baseline's (default 2)
 
 
 # ---------------------------------------------------------------------------------------------
 # Search
 
 
-@dataclass
+@dataclasses.dataclass
 class SearchResult:
     configs: list[ExitConfig]
     composers: list[Composer]
@@ -175,7 +179,8 @@ def search(
     if max_worst is None and baseline is not None:
         # Early exit must not be a way to slow the device down (DeepSloth-style inputs that never
         # exit): by default the final-exit path may take at most this factor of the baseline's.
-        max_worst = WORST_LATENCY_FACTOR * float(table["worst_latency"][baseline])
+        factor = constraints.worst_latency_factor or WORST_LATENCY_FACTOR
+        max_worst = factor * float(table["worst_latency"][baseline])
     if max_worst is not None:
         feasible &= table["worst_latency"] <= max_worst
     idx = np.flatnonzero(feasible)
@@ -274,4 +279,29 @@ def baseline_ratios(result: SearchResult, ceiling: bool = True) -> dict:
             front.append({"LUT": float(t["LUT"][j]), "throughput": best, "ratio": float(t["throughput"][i]) / best})
     out["throughput_at_equal_luts_curve"] = front
     out["mean_latency_at_equal_accuracy"] = entry(pick(ee, "mean_latency", 1), b, "mean_latency")
+    return out
+
+
+def ceiling_sweep(result: SearchResult, factors=CEILING_SWEEP) -> list[dict]:
+    """The predicted ratios at other worst-case ceilings (factors of the baseline's worst case):
+    folding a rarely reached block deeper lengthens the final-exit path, so the ceiling decides
+    how much early exit can save; the report shows that price next to the ceiling applied."""
+    if result.baseline is None:
+        return []
+    base_worst = float(result.table["worst_latency"][result.baseline])
+    out = []
+    for f in factors:
+        r = baseline_ratios(dataclasses.replace(result, max_worst_latency=f * base_worst))
+        out.append(
+            {
+                "factor": None if math.isinf(f) else f,
+                "max_worst_latency": None if math.isinf(f) else f * base_worst,
+                **{k: (r[k]["ratio"] if r.get(k) else None) for k in RATIO_KEYS[:2]},
+                "worst_latency": (
+                    float(result.table["worst_latency"][r[RATIO_KEYS[1]]["candidate"]])
+                    if r.get(RATIO_KEYS[1])
+                    else None
+                ),
+            }
+        )
     return out

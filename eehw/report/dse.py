@@ -123,6 +123,33 @@ def ratio_rows(report: dict) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+CEILING_HEADER = [
+    "ceiling (x baseline)",
+    "cycles",
+    "LUTs at equal throughput",
+    "throughput at equal LUTs",
+    "worst case of that design",
+]
+CEILING_NOTE = (
+    "The ratios the search predicts at other worst-case ceilings: a rarely reached block folded "
+    "deeper costs fewer LUTs and lengthens the final-exit path. Set the ceiling with "
+    "dse.worst_latency_factor or --worst-latency-factor / --max-worst-latency."
+)
+
+
+def ceiling_rows(report: dict) -> list[list[str]]:
+    return [
+        [
+            "none" if c["factor"] is None else f"{c['factor']:g}",
+            _fmt(c["max_worst_latency"]),
+            _fmt(c["luts_at_equal_throughput"], "{:.3f}x"),
+            _fmt(c["throughput_at_equal_luts"], "{:.3f}x"),
+            _fmt(c["worst_latency"]),
+        ]
+        for c in report.get("ceiling_sweep", [])
+    ]
+
+
 def validation_rows(report: dict) -> list[list[str]]:
     rows = []
     for des in report["validated"]:
@@ -220,6 +247,9 @@ def to_markdown(report: dict) -> str:
     lines += ["## Ratios against the baseline", ""]
     lines += [RATIO_NOTE, ""]
     lines += _md_table(RATIO_HEADER, ratio_rows(report))
+    if report.get("ceiling_sweep"):
+        lines += ["", "## The worst-case ceiling's price (predicted)", "", CEILING_NOTE, ""]
+        lines += _md_table(CEILING_HEADER, ceiling_rows(report))
     lines += ["", "## Exits of the chosen design", ""]
     meas = c["measured"]["exit_rates"]
     rows = []
@@ -365,6 +395,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} figure{{display:
 <h2>Ratios against the baseline</h2>
 <p>{RATIO_NOTE}</p>
 {_html_table(RATIO_HEADER, ratio_rows(report))}
+<h2>The worst-case ceiling's price (predicted)</h2>
+<p>{CEILING_NOTE}</p>
+{_html_table(CEILING_HEADER, ceiling_rows(report))}
 <h2>Predicted vs measured</h2>
 {_html_table(VALIDATION_HEADER, validation_rows(report), "validation")}
 <p>Model misses its aim (cycles 5 %, LUTs 10 %): {html.escape("; ".join(miss) if miss else "none")}.</p>
