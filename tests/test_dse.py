@@ -36,9 +36,10 @@ from eehw.policy.logits import cached_logits
 
 
 def test_lane_levels_and_layer_folding_are_the_stated_options():
-    assert lane_levels(8, 4) == [1, 2, 4, 8, 16, 32]
+    assert lane_levels(8, 4) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
     assert lane_levels(2, 1) == [1, 2]
     assert lane_levels(3, 1) == [1, 2, 3]
+    assert lane_levels(18, 16) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 288]
     # Most lanes <= L that divide IN / OUT within the limits, ties to the wider SIMD.
     for n_in, n_out, lanes, max_simd, max_pe in itertools.product(
         (64, 16, 10, 48), (16, 10, 32), (1, 2, 4, 8, 32), (8, 2), (4, 1)

@@ -27,7 +27,7 @@
 // The step at a window position W_j (r = KH-1 + oh*STRIDE, x = K-1 + ow*STRIDE) completes
 // window j. NB = 1: the window registers are the output register (m_tdata = window), the scan
 // waits only while a window is held unaccepted. NB > 1: the completed window is copied into an
-// output shift register (KK*C*E flip-flops) that sends SIMD elements per beat; the scan waits at
+// output register (KK*C*E flip-flops) whose beat-th SIMD slice is sent per beat; the scan waits at
 // the next window position until the last beat of the previous window leaves.
 // The first step of a sample (r = x = 0) waits for the sample's first input beat (it takes the
 // tag from it; the beat itself is only consumed if (0, 0) is inside the map). The scan runs from
@@ -66,14 +66,17 @@
 //   map        C   SIMD  NB  RAM_STYLE  LUT   FF   BRAM18  LUTRAM  memory cells
 //   28x28      8    72    1  auto       162   421    0       44    11 RAM32M
 //   28x28      8    72    1  block      121   357    2        0    1 RAMB36E1
-//   28x28      8    24    3  auto       455   615    0       44    11 RAM32M
-//   28x28      8     8    9  auto       461   617    0       44    11 RAM32M
+//   28x28      8    24    3  auto       496   615    0       44    11 RAM32M
+//   28x28      8     8    9  auto       276   617    0       44    11 RAM32M
 //   28x28     16   144    1  auto       270   805    0       88    22 RAM32M
 //   14x14      8    72    1  auto       149   419    0       44    11 RAM32M
-// The line buffer (2 x 30 x 8 x 4 = 1,920 bits here) is LUTRAM or block RAM; the flip-flops are
-// the K x K window (KK*C*E = 288), the skid register and the read register. The cost grows with
-// the window (C), not with SIMD: NB > 1 adds the output shift register (KK*C*E FF, about one LUT
-// per bit pair: +300 LUT / +200 FF here), so SIMD = KK*C (NB = 1) is also the cheapest.
+//    7x7      16   144    1  auto       254   803    0       88    22 RAM32M
+//    7x7      16     2   72  auto       498  1194    0       88    22 RAM32M
+// The line buffer (2 x 30 x 8 x 4 = 1,920 bits at 28x28x8) is LUTRAM or block RAM; the
+// flip-flops are the K x K window (KK*C*E = 288), the skid register and the read register. The
+// cost grows with the window (C), not with SIMD: NB > 1 adds the output register (KK*C*E FF
+// with a load enable) and the NB:1 slice multiplexer (SIMD*E bits wide), so the fixed part
+// stays small down to SIMD = 1.
 // Parameter constraints: DIMS 1 or 2 (1-D: IN_H = 1); WP >= K; HP >= KH; SIMD divides KK*C.
 `default_nettype none
 
@@ -316,8 +319,11 @@ module sliding_window #(
                     win_v <= 1'b0;
             end
         end else begin : g_outn
-            // A completed window goes into a shift register that sends SIMD elements per beat.
-            reg [WINW-1:0]  out_sh;
+            // A completed window is copied into an output register (flip-flops with a load
+            // enable, no LUT) and beat j sends its slice j through an NB:1 multiplexer. A shift
+            // register instead (load or shift per bit) measured 2,405 LUT at C = 16, SIMD = 2
+            // (Yosys builds wide mux trees for it) against 437 for the multiplexer.
+            reg [WINW-1:0]  out_q;
             reg             out_v;
             reg             out_last;
             reg [TAG_W-1:0] out_tag;
@@ -326,17 +332,15 @@ module sliding_window #(
             wire out_free  = !out_v || (m_tready && beat_last);
             wire load      = advance && at_win;
             assign advance  = step_ok && (!at_win || out_free);
-            assign m_tdata  = out_sh[SIMD*E-1:0];
+            assign m_tdata  = out_q[beat*SIMD*E +: SIMD*E];
             assign m_tvalid = out_v;
             assign m_tuser  = out_tag;
             assign m_tlast  = out_last && beat_last;
             always @(posedge clk) begin
                 if (load) begin
-                    out_sh   <= win_next;
+                    out_q    <= win_next;
                     out_last <= at_last;
                     out_tag  <= cur_tag;
-                end else if (out_v && m_tready) begin
-                    out_sh <= {{(SIMD*E){1'b0}}, out_sh[WINW-1:SIMD*E]};
                 end
                 if (rst) begin
                     out_v <= 1'b0;
