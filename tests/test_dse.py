@@ -231,10 +231,9 @@ def test_baseline_ratios_compare_like_with_like():
     assert np.allclose(got, expected) if expected else got == []
 
 
-def test_ratios_where_early_exit_pays_are_the_hand_computed_ones():
-    """Block 0 sets the pace (II 100 at any folding); block 1 costs 2000 LUT per lane at II 400 /
-    lanes. With 75 % of samples leaving at exit 0, the early-exit design folds block 1 to 1 lane
-    and still keeps block 0's pace (0.25 * 400 = 100), where the baseline needs 4 lanes."""
+def _paced_case():
+    """Block 0 sets the pace (II 100); block 1 costs 2000 LUT per lane at II 400 / lanes; 75 % of
+    the samples leave at exit 0."""
     options = {
         "blocks.0": [unit_option("blocks.0", 100, 105, 2000)],
         "blocks.1": [unit_option("blocks.1", 400 // n, 405 // n, 2000 * n, lanes=n) for n in (1, 2, 4)],
@@ -242,7 +241,15 @@ def test_ratios_where_early_exit_pays_are_the_hand_computed_ones():
         "heads.1": [unit_option("heads.1", 10, 15, 100)],
     }
     configs = [exit_config((1,), (1.0,), 0.95), exit_config((0, 1), (0.75, 0.25), 0.95)]
-    result = search(characterisation(options, 2), configs, board(), Constraints(max_worst_latency=math.inf), "latency")
+    return characterisation(options, 2), configs
+
+
+def test_ratios_where_early_exit_pays_are_the_hand_computed_ones():
+    """Block 0 sets the pace (II 100 at any folding); block 1 costs 2000 LUT per lane at II 400 /
+    lanes. With 75 % of samples leaving at exit 0, the early-exit design folds block 1 to 1 lane
+    and still keeps block 0's pace (0.25 * 400 = 100), where the baseline needs 4 lanes."""
+    char, configs = _paced_case()
+    result = search(char, configs, board(), Constraints(max_worst_latency=math.inf), "latency")
     r = baseline_ratios(result)
     base = {n: 2000 + 2000 * n + 100 + FINAL_DEC_LUT + MERGE_LUT[1] for n in (1, 2, 4)}
     early = 2000 + 2000 + 100 + 100 + DEC_LUT + FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT
@@ -262,14 +269,7 @@ def test_ceiling_sweep_prices_the_worst_case():
     pace whose final path stays within factor x the baseline's, from the brute-force figures. In
     the hand-computed case block 1 folded to 1 lane (the cheapest) makes the final path longest,
     so tighter ceilings cost LUTs until early exit no longer pays."""
-    options = {
-        "blocks.0": [unit_option("blocks.0", 100, 105, 2000)],
-        "blocks.1": [unit_option("blocks.1", 400 // n, 405 // n, 2000 * n, lanes=n) for n in (1, 2, 4)],
-        "heads.0": [unit_option("heads.0", 10, 15, 100)],
-        "heads.1": [unit_option("heads.1", 10, 15, 100)],
-    }
-    configs = [exit_config((1,), (1.0,), 0.95), exit_config((0, 1), (0.75, 0.25), 0.95)]
-    char = characterisation(options, 2)
+    char, configs = _paced_case()
     result = search(char, configs, board(), Constraints(max_worst_latency=math.inf), "latency")
     points = _brute_force(char, configs, 53200, 0.0)
     base = [p for p in points if p[4] == 0]

@@ -282,6 +282,9 @@ def baseline_ratios(result: SearchResult, ceiling: bool = True) -> dict:
     return out
 
 
+SWEPT_RATIOS = ("throughput_at_equal_luts", "luts_at_equal_throughput")
+
+
 def ceiling_sweep(result: SearchResult, factors=CEILING_SWEEP) -> list[dict]:
     """The predicted ratios at other worst-case ceilings (factors of the baseline's worst case):
     folding a rarely reached block deeper lengthens the final-exit path, so the ceiling decides
@@ -296,10 +299,11 @@ def ceiling_sweep(result: SearchResult, factors=CEILING_SWEEP) -> list[dict]:
             {
                 "factor": None if math.isinf(f) else f,
                 "max_worst_latency": None if math.isinf(f) else f * base_worst,
-                **{k: (r[k]["ratio"] if r.get(k) else None) for k in RATIO_KEYS[:2]},
+                **{k: (r[k]["ratio"] if r.get(k) else None) for k in SWEPT_RATIOS},
+                # the final path of the design behind "LUTs at equal throughput"
                 "worst_latency": (
-                    float(result.table["worst_latency"][r[RATIO_KEYS[1]]["candidate"]])
-                    if r.get(RATIO_KEYS[1])
+                    float(result.table["worst_latency"][at_peak["candidate"]])
+                    if (at_peak := r.get("luts_at_equal_throughput"))
                     else None
                 ),
             }
