@@ -13,6 +13,7 @@ from eehw.hw.timing import single_beat
 from eehw.policy.policies import PolicyName, PolicyParams
 
 DEC_LUT, FINAL_DEC_LUT, MERGE_LUT, FORK_LUT, GATE_LUT = 700, 450, {1: 40, 2: 100, 3: 130}, 90, 200
+QUEUE_LUT = 60  # the forward queue of one-beat samples: 8 beats
 
 
 def hw_option(ii, out_bits=64):
@@ -39,6 +40,7 @@ def characterisation(options: dict[str, list[UnitOption]], n_blocks: int) -> Cha
         f"decision:margin:10:16:0:8:{fmt.thr_w}:early": {"LUT": DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
         f"decision:margin:10:16:0:8:{fmt.thr_w}:final": {"LUT": FINAL_DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
         "fork:64": {"LUT": FORK_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
+        "queue:64:8": {"LUT": QUEUE_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
     }
     for k, lut in MERGE_LUT.items():
         glue[f"merge:{k}:{fmt.dec_w}"] = {"LUT": lut, "FF": 1, "DSP": 0, "BRAM18": 0}

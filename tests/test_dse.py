@@ -16,6 +16,7 @@ from dse_cases import (
     FORK_LUT,
     GATE_LUT,
     MERGE_LUT,
+    QUEUE_LUT,
     board,
     characterisation,
     exit_config,
@@ -24,11 +25,13 @@ from dse_cases import (
 )
 
 from eehw import flow
-from eehw.dse.characterise import gate_depth_bucket, lane_levels, layer_folding
+from eehw.dse.characterise import lane_levels, layer_folding
 from eehw.dse.compose import Composer
 from eehw.dse.exits import exit_configs, hardware_policies
-from eehw.dse.explore import dse_dir, run
+from eehw.dse.explore import chosen_design, dse_dir, run
 from eehw.dse.search import Constraints, baseline_ratios, ceiling_sweep, search
+from eehw.errors import EehwError
+from eehw.hw.timing import pow2_depth
 from eehw.policy.logits import cached_logits
 
 # ---------------------------------------------------------------------------------------------
@@ -69,11 +72,15 @@ def test_composition_matches_hand_computed_throughput_latency_and_resources():
     # Exit 0: block 0, fork 1, head 55, decision 5, gate 1, merge 1.
     exit0 = 105 + 1 + 55 + 5 + 1 + 1
     # Exit 1 (final): block 0, then the features wait in the gate for exit 0's decision
-    # (fork 1 + head 55 + decision 5 + gate 1), block 1, head 66, decision 5, merge 1.
-    exit1 = 105 + (1 + 55 + 5 + 1) + 205 + 66 + 5 + 1
+    # (fork 1 + head 55 + decision 5 + gate 1) and pass the forward queue (1), block 1, head 66,
+    # decision 5, merge 1.
+    exit1 = 105 + (1 + 55 + 5 + 1) + 1 + 205 + 66 + 5 + 1
     assert figs["worst_latency"][0] == exit1
     assert figs["mean_latency"][0] == pytest.approx(0.6 * exit0 + 0.4 * exit1)
-    assert figs["LUT"][0] == 1000 + 500 + 300 + 400 + DEC_LUT + FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT
+    assert (
+        figs["LUT"][0]
+        == 1000 + 500 + 300 + 400 + DEC_LUT + FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT + QUEUE_LUT
+    )
     # The no-exit design: one decision unit, a one-port merge, no fork or gate.
     base = Composer(characterisation(options, 2), exit_config((1,), (1.0,))).evaluate(np.zeros((1, 3), dtype=int))
     assert base["throughput"][0] == pytest.approx(1 / 200)
@@ -81,8 +88,8 @@ def test_composition_matches_hand_computed_throughput_latency_and_resources():
     assert base["LUT"][0] == 1000 + 500 + 400 + FINAL_DEC_LUT + MERGE_LUT[1]
 
 
-def test_gate_depths_round_up_to_powers_of_two():
-    assert [gate_depth_bucket(d) for d in (1, 4, 5, 8, 9, 33)] == [4, 4, 8, 8, 16, 64]
+def test_fifo_depths_round_up_to_powers_of_two():
+    assert [pow2_depth(d) for d in (1, 4, 5, 8, 9, 33)] == [4, 4, 8, 8, 16, 64]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +115,7 @@ def _brute_force(char, configs, lut_budget, min_accuracy):
                 head = opt[f"heads.{p}"].latency
                 if j < len(ec.positions) - 1:
                     lat = blocks + path + 1 + head + 5 + 1 + 1
-                    path += 1 + head + 5 + 1
+                    path += 1 + head + 5 + 1 + 1  # fork, head, decision, gate, forward queue
                 else:
                     lat = blocks + path + head + 5 + 1
                 mean += ec.exit_fractions[j] * lat
@@ -117,7 +124,7 @@ def _brute_force(char, configs, lut_budget, min_accuracy):
                 + DEC_LUT * (len(ec.positions) - 1)
                 + FINAL_DEC_LUT
                 + MERGE_LUT[len(ec.positions)]
-                + (FORK_LUT + GATE_LUT) * (len(ec.positions) - 1)
+                + (FORK_LUT + GATE_LUT + QUEUE_LUT) * (len(ec.positions) - 1)
             )
             if lut <= lut_budget and ec.accuracy >= min_accuracy:
                 points.append((ec.accuracy, mean, 1 / load, lut, cid, lat))
@@ -252,7 +259,7 @@ def test_ratios_where_early_exit_pays_are_the_hand_computed_ones():
     result = search(char, configs, board(), Constraints(max_worst_latency=math.inf), "latency")
     r = baseline_ratios(result)
     base = {n: 2000 + 2000 * n + 100 + FINAL_DEC_LUT + MERGE_LUT[1] for n in (1, 2, 4)}
-    early = 2000 + 2000 + 100 + 100 + DEC_LUT + FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT
+    early = 2000 + 2000 + 100 + 100 + DEC_LUT + FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT + QUEUE_LUT
     assert r["luts_at_equal_throughput"]["ratio"] == pytest.approx(early / base[4])
     # At the early-exit design's LUTs (between the 1- and 2-lane baselines) the baseline runs
     # block 1 at 1 lane: 1/400 against 1/100.
@@ -385,6 +392,23 @@ def test_predictions_hold_on_a_cnn(cnn_dse_config):
             for r in ("LUT", "FF"):
                 predicted, measured = unit["resources"][r], per_block[unit["unit"]][r]
                 assert abs(predicted - measured) <= 0.10 * measured, (des["id"], unit["unit"], r, predicted, measured)
+
+
+def test_the_chosen_design_fits_once_synthesised():
+    """The objective's best design whose measured resources overrun the board is passed over for
+    the next one that fits; none fitting, or a baseline that does not fit, is one clear error."""
+
+    def des(fits):
+        over = [] if fits else ["LUT over by 353 (53,553 / 53,200)"]
+        return {"measured": {"resources": {"fits": fits, "overruns": over}}}
+
+    designs = {7: des(False), 3: des(True), 5: des(True), 9: des(True)}
+    assert chosen_design([7, 3, 5], 9, designs, "pynq-z2") == 3
+    assert chosen_design([5, 3], 9, designs, "pynq-z2") == 5
+    with pytest.raises(EehwError, match=r"none of the 1 top designs fits pynq-z2 .*LUT over by 353"):
+        chosen_design([7], 9, designs, "pynq-z2")
+    with pytest.raises(EehwError, match="the no-exit baseline does not fit pynq-z2"):
+        chosen_design([3], 7, designs, "pynq-z2")
 
 
 @pytest.mark.slow

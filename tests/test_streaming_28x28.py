@@ -80,3 +80,30 @@ def test_the_28x28_plan_keeps_no_map_in_one_beat(fmnist):
             assert stage.in_beat <= 16 * 9 and stage.out_beat <= 32, (stage.name, stage.in_beat, stage.out_beat)
     stages = plan.blocks[0].stages
     assert isinstance(stages[1], FifoStage) and isinstance(stages[2], MvuStage)
+
+
+def test_blocks_at_one_pace_stream_at_the_slowest_blocks_rate(fmnist, tmp_path):
+    """The baseline folded so every block takes 815-900 cycles a sample: back to back, samples
+    leave every 900 cycles (the slowest block's II, what the DSE predicts), although each later
+    block gets its input as pooled-row bursts. Without the one-row FIFO before a later block's
+    window those bursts stalled the blocks before it: 1,119 cycles a sample on this design."""
+    cfg, data, golden = fmnist
+    foldings = {
+        "blocks.0.1": Folding(9, 8),
+        "blocks.1.1": Folding(18, 16),
+        "blocks.2.1": Folding(16, 8),
+        "blocks.3.1": Folding(12, 4),
+        "heads.3.2": Folding(4, 1),
+    }
+    plan = plan_design(golden, "fm_paced", [], foldings, cfg.hardware.max_simd, cfg.hardware.max_pe)
+    iis = [b.ii for b in [*plan.blocks, *plan.heads.values()]]
+    assert max(iis) == 900 and min(iis[:4]) >= 815, iis
+    for block in plan.blocks[1:]:
+        w = next(i for i, s in enumerate(block.stages) if isinstance(s, WindowStage))
+        fifo, window = block.stages[w - 1], block.stages[w]
+        assert isinstance(fifo, FifoStage) and fifo.depth >= window.width, block.name
+    rtl = generate(plan, PolicyParams("margin"), tmp_path, golden.exits)
+    sim = simulate(rtl, golden.quantize_input(data.x_test[:SAMPLES]), [], quick=True)
+    out = np.sort(sim.out_cycle)
+    steady = (out[-1] - out[SAMPLES // 3]) / (SAMPLES - 1 - SAMPLES // 3)
+    assert steady == pytest.approx(max(iis), rel=0.01), steady

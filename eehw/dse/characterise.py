@@ -32,15 +32,15 @@ from eehw.dse.unit_files import (
     block_files,
     decision_files,
     fork_files,
-    gate_depth_bucket,
     gate_files,
     merge_files,
+    queue_files,
 )
 from eehw.errors import EehwError
 from eehw.hw.plan import DecisionFormat, plan_design
 from eehw.hw.rtl.design import generate
 from eehw.hw.stages import Folding, HwBlock, MvuStage
-from eehw.hw.timing import Timing, block_timing, buffer_depth
+from eehw.hw.timing import Timing, block_timing, buffer_depth, pow2_depth, queue_depth
 from eehw.model.golden import GoldenModel
 from eehw.paths import cache_dir
 from eehw.policy.policies import PolicyName, PolicyParams
@@ -131,7 +131,11 @@ class Characterisation:
 
     @staticmethod
     def gate_key(feat_w: int, dec_w: int, depth: int) -> str:
-        return f"gate:{feat_w}:{dec_w}:{gate_depth_bucket(depth)}"
+        return f"gate:{feat_w}:{dec_w}:{pow2_depth(depth)}"
+
+    @staticmethod
+    def queue_key(width: int, depth: int) -> str:
+        return f"queue:{width}:{pow2_depth(depth)}"
 
     @staticmethod
     def fork_key(width: int) -> str:
@@ -287,9 +291,9 @@ def characterise(
     dec_widths = sorted({fmt.dec_w for fmt in formats.values()})
     for position in base.exits[:-1]:
         width = base.blocks[position].out_bits
-        key = Characterisation.fork_key(width)
-        files = fork_files(width)
-        add_glue(key, files)
+        add_glue(Characterisation.fork_key(width), fork_files(width))
+        depth = queue_depth(base.blocks[position])
+        add_glue(Characterisation.queue_key(width, depth), queue_files(width, depth))
         units = [heads[position], *alt_heads.get(position, {}).values()]
         depths = {
             buffer_depth(h.drain, b.hw, fmt.latency)

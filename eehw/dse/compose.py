@@ -11,13 +11,14 @@ from eehw.dse.characterise import RESOURCE_KEYS, Characterisation
 from eehw.dse.exits import ExitConfig
 from eehw.errors import EehwError
 from eehw.hw.timing import (
+    FIFO_LATENCY,
     FORK_LATENCY,
-    GATE_FORWARD_LATENCY,
     GATE_RESULT_LATENCY,
     MERGE_LATENCY,
-    Timing,
     buffer_depth,
     compose_arrays,
+    gate_forward,
+    queue_depth,
     single_beat,
     streaming,
 )
@@ -72,7 +73,8 @@ class Composer:
             lat_unit.append(tuple(timings[choice[:, m], j] for j in range(4)))
         fmt = c.formats[ec.policy]
         d = fmt.latency
-        # Glue: a decision unit per exit, the merge, and a fork + conditional buffer per early exit.
+        # Glue: a decision unit per exit, the merge, and a fork + conditional buffer + forward
+        # queue per early exit. A gate pops each sample that reaches it in one cycle a beat.
         last = len(ec.positions) - 1
         exits = list(c.heads)
         glue = [
@@ -81,7 +83,10 @@ class Composer:
         ]
         glue.append(c.glue[c.merge_key(len(ec.positions), fmt.dec_w)])
         for p in ec.positions[:-1]:
-            glue.append(c.glue[c.fork_key(self._feat_w(p))])
+            hw = c.options[c.blocks[p]][0].hw
+            glue.append(c.glue[c.fork_key(hw.out_bits)])
+            glue.append(c.glue[c.queue_key(hw.out_bits, queue_depth(hw))])
+            load = np.maximum(load, ec.reach[p] * hw.out_beats)
         for g in glue:
             for r in RESOURCE_KEYS:
                 res[r] += g[r]
@@ -118,8 +123,7 @@ class Composer:
             else:
                 result_path = compose_arrays(compose_arrays(to_dec, const(single_beat(GATE_RESULT_LATENCY))), merge)
                 exit_lat.append(result_path[2])
-                forward = Timing.stage(GATE_FORWARD_LATENCY, 0, GATE_FORWARD_LATENCY + beats - 1, 1)
-                path = compose_arrays(to_dec, const(forward))
+                path = compose_arrays(to_dec, const(gate_forward(beats).then(streaming(FIFO_LATENCY, beats))))
         exit_lat = np.stack(exit_lat)
         mean = (ec.exit_fractions[:, None] * exit_lat).sum(axis=0)
         return {

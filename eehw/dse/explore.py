@@ -191,8 +191,8 @@ def run(
         write_design_files(measured[i], out_dir / "designs" / des["id"])
         des["measured"] = measured[i]
         des["errors"] = compare_predicted(des, measured[i])
-    chosen = designs[picks[0]]
-    baseline = designs[result.baseline]
+    pick = chosen_design(picks, result.baseline, designs, brd.name)
+    chosen, baseline = designs[pick], designs[result.baseline]
 
     def measured_ratio(key: str, field_: str) -> float | None:
         r = ratios.get(key)
@@ -271,13 +271,30 @@ def run(
         training_hash=cfg.training_hash(),
         exits=tuple(chosen["exits"]),
         heads=tuple(chosen["heads"]),
-        policy=result.configs[int(result.table["config"][picks[0]])].params,
+        policy=result.configs[int(result.table["config"][pick])].params,
         thresholds=tuple(chosen["thresholds"]),
         folding={k: tuple(v) for k, v in chosen["folding"].items()},
         baseline_folding={k: tuple(v) for k, v in baseline["folding"].items()},
     ).save(out_dir / "chosen.json")
     report["paths"] = [str(p) for p in write_reports(report, out_dir, result)]
     return report
+
+
+def chosen_design(picks: list[int], baseline: int, designs: dict[int, dict], board: str) -> int:
+    """The objective's best validated design that fits the board once synthesised (a prediction
+    within the budget can still overrun it by a few hundred LUTs). None fitting, or a baseline
+    that does not fit, stops the flow: the report never offers a design the board cannot hold."""
+    fitting = [i for i in picks if designs[i]["measured"]["resources"]["fits"]]
+    if not fitting:
+        first = ", ".join(designs[picks[0]]["measured"]["resources"]["overruns"])
+        raise EehwError(
+            f"none of the {len(picks)} top designs fits {board} once synthesised (the first: {first}); "
+            f"validate more with --validate N"
+        )
+    if not designs[baseline]["measured"]["resources"]["fits"]:
+        over = ", ".join(designs[baseline]["measured"]["resources"]["overruns"])
+        raise EehwError(f"the no-exit baseline does not fit {board} once synthesised ({over}); use a bigger board")
+    return fitting[0]
 
 
 def dse_dir(board: str, config: str) -> Path:

@@ -10,19 +10,10 @@ from pathlib import Path
 from eehw.hw.plan import TAG_W, DecisionFormat
 from eehw.hw.rtl.design import hdl_sources, template_env
 from eehw.hw.stages import HwBlock
-from eehw.hw.timing import GATE_QUEUE_SAMPLES
+from eehw.hw.timing import GATE_DECISIONS, pow2_depth
 
 CHAR_TOP = "eehw_char_top"  # the top over a glue module (rtl_sim/templates/char_top.v.j2)
 JOB_DIR = "@EEHW_DIR@"  # stands for the job's own folder in cached file texts
-
-
-def gate_depth_bucket(depth: int) -> int:
-    """Conditional buffers are characterised at power-of-two depths (>= 4): the FIFO's LUT-RAM
-    and pointer logic change at those steps; the depth of a composed design rounds up."""
-    bucket = 4
-    while bucket < depth:
-        bucket *= 2
-    return bucket
 
 
 def _library(module: str) -> dict[str, str]:
@@ -65,8 +56,8 @@ def gate_files(feat_w: int, dec_w: int, depth: int) -> dict[str, str]:
         "FEAT_W": feat_w,
         "DEC_W": dec_w,
         "TAG_W": TAG_W,
-        "DEPTH": gate_depth_bucket(depth),
-        "DEC_DEPTH": GATE_QUEUE_SAMPLES,
+        "DEPTH": pow2_depth(depth),
+        "DEC_DEPTH": GATE_DECISIONS,
     }
     ports = [("input", "clk", 1), ("input", "rst", 1)]
     for prefix, d, w in (
@@ -86,6 +77,22 @@ def gate_files(feat_w: int, dec_w: int, depth: int) -> dict[str, str]:
             ports.append((d, f"{prefix}_tlast", 1))
     ports.append(("output", "error", 1))
     return {**_library("exit_gate"), f"{CHAR_TOP}.v": _wrapper("exit_gate", params, ports)}
+
+
+def queue_files(width: int, depth: int) -> dict[str, str]:
+    """The forward queue after a conditional buffer (axis_fifo.v, its memory style by size)."""
+    ports = [("input", "clk", 1), ("input", "rst", 1)]
+    for prefix, d in (("s", "input"), ("m", "output")):
+        back = "output" if d == "input" else "input"
+        ports += [
+            (d, f"{prefix}_tvalid", 1),
+            (back, f"{prefix}_tready", 1),
+            (d, f"{prefix}_tdata", width),
+            (d, f"{prefix}_tuser", TAG_W),
+            (d, f"{prefix}_tlast", 1),
+        ]
+    params = {"W": width, "TAG_W": TAG_W, "DEPTH": pow2_depth(depth)}
+    return {**_library("axis_fifo"), f"{CHAR_TOP}.v": _wrapper("axis_fifo", params, ports)}
 
 
 def fork_files(width: int) -> dict[str, str]:

@@ -319,9 +319,10 @@ class DwcStage(_SameWidth):
 
 @dataclass(frozen=True)
 class FifoStage(_EveryBeat, _SameWidth):
-    """axis_fifo.v between a sliding window and a slower MVU: lets the window scan the next
+    """axis_fifo.v. Between a sliding window and a slower MVU it lets the window scan the next
     sample's leading rows while the MVU still works through the previous sample's last windows
-    (without it the MVU would idle for the window's first-window latency at every sample)."""
+    (without it the MVU would idle for the window's first-window latency at every sample);
+    before a later block's window it absorbs the upstream block's pooled-row bursts."""
 
     name: str
     n: int  # elements per beat

@@ -211,26 +211,45 @@ def block_latency(block: HwBlock) -> int:
     return block_timing(block).latency
 
 
-# Samples a conditional buffer queues in front of the next block. The DSE folds a block reached
-# by a fraction p of samples to about 1/p of the first block's rate (throughput min 1/(p II)),
-# which holds only on average: with room for one sample, every burst of non-exiting samples
-# stalls the backbone before the gate. Eight samples of features (block RAM for the large maps)
-# and eight decisions (LUTRAM) absorb the bursts of a random exit sequence.
-GATE_QUEUE_SAMPLES = 8
+# A conditional buffer holds the sample its head is deciding; the samples it forwards queue
+# after it, in a FIFO of FORWARD_QUEUE_SAMPLES samples in front of the next block. The DSE folds
+# a block reached by a fraction p of samples to about 1/p of the first block's rate (throughput
+# min 1/(p II)), which holds only on average: bursts of non-exiting samples must wait somewhere.
+# Queued inside the gate they would also hold up the exiting samples behind them (the gate pops
+# in order), so the gate would need p II + (1 - p) L cycles a sample (fmnist_cnn, p = 0.23:
+# 979 of a 900-cycle budget, measured 984); queued after it, only forwarded samples wait and
+# the gate pops every sample in L cycles. Eight samples keep the loss of a random exit sequence
+# near 1 % at p II = 0.92 of the first block's II (a queue simulation; 12 % with room for one).
+FORWARD_QUEUE_SAMPLES = 8
+GATE_DECISIONS = 8  # decisions a gate queues (LUTRAM): one per sample its buffer can hold
 
 
 def buffer_depth(head_drain: int, block: HwBlock, decision_latency: int) -> int:
-    """Beats a conditional buffer holds: GATE_QUEUE_SAMPLES of the block's samples (at least the
-    whole sample: the head decides only after its last beat, so less would deadlock the fork),
-    plus the beats the block can send while the head drains and the decision unit decides, plus
-    the fork's and gate's registers; rounded up to a power of two (the depths the DSE
-    characterises)."""
+    """Beats a conditional buffer holds: the whole sample (the head decides only after its last
+    beat, so less would deadlock the fork), plus the beats the block can send while the head
+    drains and the decision unit decides, plus the fork's and gate's registers; rounded up to a
+    power of two (the depths the DSE characterises)."""
     wait = head_drain + decision_latency + FORK_LATENCY + GATE_FORWARD_LATENCY
-    beats = GATE_QUEUE_SAMPLES * block.out_beats + -(-wait * block.out_beats // max(1, block.ii)) + 2
+    return pow2_depth(block.out_beats + -(-wait * block.out_beats // max(1, block.ii)) + 2)
+
+
+def queue_depth(block: HwBlock) -> int:
+    """Beats of the FIFO after a conditional buffer: FORWARD_QUEUE_SAMPLES of the block's samples."""
+    return pow2_depth(FORWARD_QUEUE_SAMPLES * block.out_beats)
+
+
+def pow2_depth(beats: int) -> int:
+    """FIFO depths are powers of two (>= 4): the LUT-RAM and pointer logic change at those steps,
+    so the DSE characterises those and a composed design rounds up."""
     depth = 4
     while depth < beats:
         depth *= 2
     return depth
+
+
+def gate_forward(beats: int) -> Timing:
+    """exit_gate.v from the decision to the forwarded sample's beats (its features already held)."""
+    return Timing.stage(GATE_FORWARD_LATENCY, 0, GATE_FORWARD_LATENCY + beats - 1, 1)
 
 
 def exit_paths(plan: DesignPlan, decision_latency: int) -> list[Timing]:
@@ -250,9 +269,7 @@ def exit_paths(plan: DesignPlan, decision_latency: int) -> list[Timing]:
             paths.append(to_decision.then(single_beat(MERGE_LATENCY)))
         else:
             paths.append(to_decision.then(single_beat(GATE_RESULT_LATENCY)).then(single_beat(MERGE_LATENCY)))
-            # the gate forwards the whole sample after the decision: one input beat, out_beats out
-            segment = [
-                to_decision,
-                Timing.stage(GATE_FORWARD_LATENCY, 0, GATE_FORWARD_LATENCY + block.out_beats - 1, 1),
-            ]
+            # the gate forwards the whole sample after the decision (one input beat, out_beats
+            # out) into the forward queue
+            segment = [to_decision, gate_forward(block.out_beats), streaming(FIFO_LATENCY, block.out_beats)]
     return paths

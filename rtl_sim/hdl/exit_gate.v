@@ -15,10 +15,11 @@
 // Every popped feature beat must carry its decision's tag; if one does not, `error` goes high
 // and stays high until reset.
 //
-// Queueing: a gate in front of a block folded for the fraction p of samples that reach it
-// absorbs bursts of non-exiting samples when DEPTH holds several samples and DEC_DEPTH as many
-// decisions (eehw.rtl.GATE_QUEUE_SAMPLES); with room for one only, every burst stalls the
-// backbone before it, and the throughput falls below min 1/(p*II).
+// Queueing: the gate pops its samples in order, so a forwarded sample waiting for a slow next
+// block would hold up the exiting samples behind it. The generated top therefore puts the
+// queue for bursts of non-exiting samples after the gate (an axis_fifo of
+// eehw.hw.timing.FORWARD_QUEUE_SAMPLES samples in front of the next block): the gate itself
+// needs only the sample being decided plus the beats that arrive while its head decides.
 //
 // DEPTH requirement (deadlock freedom): the head needs a sample's whole stream before it can
 // decide, and it gets it only if the gate's FIFO can take it all, so

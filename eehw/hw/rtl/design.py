@@ -15,7 +15,7 @@ from eehw.errors import EehwError
 from eehw.hw.plan import TAG_W, DecisionFormat, DesignPlan, decision_format
 from eehw.hw.rtl.weights import write_bias_memory, write_weight_memory
 from eehw.hw.stages import HwBlock, MvuStage, RequantStage
-from eehw.hw.timing import GATE_QUEUE_SAMPLES, block_timing, buffer_depth, exit_paths
+from eehw.hw.timing import FORWARD_QUEUE_SAMPLES, GATE_DECISIONS, block_timing, buffer_depth, exit_paths, queue_depth
 from eehw.paths import shipped
 from eehw.policy.policies import PolicyParams
 
@@ -146,6 +146,7 @@ def generate(plan: DesignPlan, params: PolicyParams, out_dir: Path, all_exits: l
                 else f"threshold[{k}*{fmt.thr_w} +: {fmt.thr_w}]",
                 "enable_expr": "1'b1" if final else f"enable[{k}]",
                 "buffer_depth": buffer_depth(block_timing(plan.heads[position]).drain, block, fmt.latency),
+                "queue_depth": queue_depth(block),
             }
         blocks.append({"hw": block, "exit": exit_view})
     top = f"eehw_{plan.name}_top"
@@ -160,7 +161,8 @@ def generate(plan: DesignPlan, params: PolicyParams, out_dir: Path, all_exits: l
         n_exits=n_exits,
         thr_w=fmt.thr_w,
         dec_w=fmt.dec_w,
-        gate_queue=GATE_QUEUE_SAMPLES,
+        gate_decisions=GATE_DECISIONS,
+        queue_samples=FORWARD_QUEUE_SAMPLES,
     )
     top_path = out_dir / f"{top}.v"
     top_path.write_text(text)
