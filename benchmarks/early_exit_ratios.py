@@ -2,12 +2,14 @@
 built from the same streaming library at its best folding, and the cold/warm flow times.
 
     .venv/bin/python benchmarks/early_exit_ratios.py [CONFIG ...] [--board pynq-z2] [--keep DIR]
+        [--worst-latency-factor X]
 
 For each config, in fresh cache and build folders (or under ``--keep DIR``, reused when they exist):
 1. `eehw synth CONFIG` cold (training, C-sim, RTL simulation of the test set, Yosys: nothing cached),
 2. the same again warm (everything cached),
 3. `eehw dse CONFIG` cold in a folder of its own (training, alternative heads, characterisation,
-   search, validation of the designs behind each ratio).
+   search, validation of the designs behind each ratio), at the config's worst-case ceiling or at
+   ``--worst-latency-factor X`` times the baseline's worst case.
 It prints, per config, the three ratios (measured on the validated designs: simulated whole and
 synthesised; the DSE's predictions next to them), LUT/FF/BRAM18/DSP of the chosen design and
 of the baseline, per-exit test accuracy, and the three wall times. Not a test: it measures and
@@ -49,10 +51,10 @@ def _env(root: Path) -> dict:
     return {**os.environ, "EEHW_CACHE_DIR": str(root / "cache"), "EEHW_BUILD_DIR": str(root / "build")}
 
 
-def bench(config: str, board: str, root: Path) -> None:
+def bench(config: str, board: str, root: Path, dse_options: list[str]) -> None:
     cold = _eehw(["synth", config, "--board", board], _env(root / "synth"))
     warm = _eehw(["synth", config, "--board", board], _env(root / "synth"))
-    dse_s = _eehw(["dse", config, "--board", board], _env(root / "dse"))
+    dse_s = _eehw(["dse", config, "--board", board, *dse_options], _env(root / "dse"))
     report = json.loads((root / "synth" / "build" / board / config / "report.json").read_text())
     dse = json.loads((root / "dse" / "build" / board / config / "dse" / "report.json").read_text())
     print(f"\n== {config} on {board}")
@@ -79,6 +81,12 @@ def bench(config: str, board: str, root: Path) -> None:
                     f"{validated[ident]['measured']['throughput_samples_per_cycle']:.6f} samples/cycle"
                 )
     print(f"  chosen   {_resources(dse['chosen'])}   exits {dse['chosen']['exits']}")
+    sweep = "  ".join(
+        f"{'%gx' % row['factor'] if row['factor'] else 'none'}: "
+        f"{row['luts_at_equal_throughput'] or float('nan'):.3f}/{row['throughput_at_equal_luts'] or float('nan'):.2f}"
+        for row in dse.get("ceiling_sweep", [])
+    )
+    print(f"  predicted LUT/throughput ratios per worst-case ceiling: {sweep}")
     print(f"  baseline {_resources(dse['baseline'])}")
 
 
@@ -87,13 +95,15 @@ def main() -> None:
     parser.add_argument("configs", nargs="*", default=list(CONFIGS))
     parser.add_argument("--board", default="pynq-z2")
     parser.add_argument("--keep", type=Path, help="cache and build folder to use (and keep) instead of a temporary one")
+    parser.add_argument("--worst-latency-factor", help="passed to eehw dse (default: the config's ceiling)")
     args = parser.parse_args()
+    dse_options = ["--worst-latency-factor", args.worst_latency_factor] if args.worst_latency_factor else []
     for config in args.configs:
         if args.keep:
-            bench(config, args.board, args.keep / config)
+            bench(config, args.board, args.keep / config, dse_options)
         else:
             with tempfile.TemporaryDirectory(prefix="eehw-bench-") as tmp:
-                bench(config, args.board, Path(tmp))
+                bench(config, args.board, Path(tmp), dse_options)
 
 
 if __name__ == "__main__":
