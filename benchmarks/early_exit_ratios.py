@@ -81,13 +81,13 @@ def bench(config: str, board: str, root: Path, dse_options: list[str]) -> None:
                     f"{validated[ident]['measured']['throughput_samples_per_cycle']:.6f} samples/cycle"
                 )
     print(f"  chosen   {_resources(dse['chosen'])}   exits {dse['chosen']['exits']}")
+    print(f"  baseline {_resources(dse['baseline'])}")
     sweep = "  ".join(
         f"{'%gx' % row['factor'] if row['factor'] else 'none'}: "
         f"{row['luts_at_equal_throughput'] or float('nan'):.3f}/{row['throughput_at_equal_luts'] or float('nan'):.2f}"
         for row in dse.get("ceiling_sweep", [])
     )
     print(f"  predicted LUT/throughput ratios per worst-case ceiling: {sweep}")
-    print(f"  baseline {_resources(dse['baseline'])}")
 
 
 def main() -> None:
