@@ -57,8 +57,9 @@ evaluate: $(STAMP)
 boards: $(STAMP)
 	$(EEHW) boards
 
+# The 20 slowest tests are listed at the end, so CI logs show where the suite's time goes.
 test: tools
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=20
 
 # The tests that neither train nor synthesise (a few minutes); a test that does and is not
 # marked slow fails here (conftest.py).
