@@ -2,7 +2,9 @@
 test that is not marked slow and reaches the training loop or a Yosys run fails, naming itself
 and the fix, instead of silently making the fast suite slow."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -10,10 +12,13 @@ from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
 # Hypothesis writes nothing into the checkout (tests write only under temporary folders): no
-# example database, and its constants cache in a temporary folder of its own.
+# example database, and its constants cache in a temporary folder of its own, removed when the
+# process ends (every pytest run, and every process that imports this file, makes one).
 settings.register_profile("eehw", database=None)
 settings.load_profile("eehw")
-set_hypothesis_home_dir(tempfile.mkdtemp(prefix="eehw-hypothesis-"))
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="eehw-hypothesis-")
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
 
 
 def pytest_configure(config):

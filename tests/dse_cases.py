@@ -13,6 +13,9 @@ from eehw.hw.timing import single_beat
 from eehw.policy.policies import PolicyName, PolicyParams
 
 DEC_LUT, FINAL_DEC_LUT, MERGE_LUT, FORK_LUT, GATE_LUT = 700, 450, {1: 40, 2: 100, 3: 130}, 90, 200
+# The serial decision unit, used after a head of 10 or more cycles a sample (one logit a cycle):
+# 11 cycles instead of 5.
+SERIAL_DEC_LUT, SERIAL_FINAL_DEC_LUT, SCAN = 80, 60, 10
 QUEUE_LUT = 60  # the forward queue of one-beat samples: 8 beats
 
 
@@ -35,10 +38,14 @@ def unit_option(unit, ii, latency, lut, ff=10, lanes=1):
 
 def characterisation(options: dict[str, list[UnitOption]], n_blocks: int) -> Characterisation:
     params = PolicyParams(PolicyName.MARGIN)
-    fmt = DecisionFormat(PolicyName.MARGIN, 10, 16, 8)  # decision_unit.v: clog2(10) + 1 = 5 cycles, DEC_W 22
+    # decision_unit.v: clog2(10) + 1 = 5 cycles (pipeline) or 10 + 1 (serial), DEC_W 22
+    fmt = DecisionFormat(PolicyName.MARGIN, 10, 16, 8)
+    unit = f"decision:margin:10:16:0:8:{fmt.thr_w}"
     glue = {
-        f"decision:margin:10:16:0:8:{fmt.thr_w}:early": {"LUT": DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
-        f"decision:margin:10:16:0:8:{fmt.thr_w}:final": {"LUT": FINAL_DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
+        f"{unit}:early:pipeline": {"LUT": DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
+        f"{unit}:final:pipeline": {"LUT": FINAL_DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
+        f"{unit}:early:serial": {"LUT": SERIAL_DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
+        f"{unit}:final:serial": {"LUT": SERIAL_FINAL_DEC_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
         "fork:64": {"LUT": FORK_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
         "queue:64:8": {"LUT": QUEUE_LUT, "FF": 1, "DSP": 0, "BRAM18": 0},
     }
@@ -72,7 +79,7 @@ def three_block_char():
     rng = np.random.default_rng(1)
     options = {}
     for unit in ("blocks.0", "blocks.1", "blocks.2", "heads.0", "heads.1", "heads.2"):
-        base_ii = int(rng.integers(40, 400))
+        base_ii = int(rng.integers(24, 400))  # heads at 4 lanes: some below SCAN (pipelined decision)
         options[unit] = [
             unit_option(
                 unit,

@@ -17,6 +17,9 @@ from dse_cases import (
     GATE_LUT,
     MERGE_LUT,
     QUEUE_LUT,
+    SCAN,
+    SERIAL_DEC_LUT,
+    SERIAL_FINAL_DEC_LUT,
     board,
     characterisation,
     exit_config,
@@ -62,30 +65,31 @@ def test_composition_matches_hand_computed_throughput_latency_and_resources():
     options = {
         "blocks.0": [unit_option("blocks.0", 100, 105, 1000)],
         "blocks.1": [unit_option("blocks.1", 200, 205, 500)],
-        "heads.0": [unit_option("heads.0", 50, 55, 300)],
+        # head 0 takes 8 cycles a sample, too few for the serial decision unit (10); head 1 60
+        "heads.0": [unit_option("heads.0", 8, 55, 300)],
         "heads.1": [unit_option("heads.1", 60, 66, 400)],
     }
     comp = Composer(characterisation(options, 2), exit_config((0, 1), (0.6, 0.4)))
     figs = comp.evaluate(np.zeros((1, 4), dtype=int))
-    # Throughput: 1 / max(1 * 100, 0.4 * 200, 1 * 50, 0.4 * 60).
+    # Throughput: 1 / max(1 * 100, 0.4 * 200, 1 * 8, 0.4 * 60).
     assert figs["throughput"][0] == pytest.approx(1 / 100)
-    # Exit 0: block 0, fork 1, head 55, decision 5, gate 1, merge 1.
+    # Exit 0: block 0, fork 1, head 55, pipelined decision 5, gate 1, merge 1.
     exit0 = 105 + 1 + 55 + 5 + 1 + 1
     # Exit 1 (final): block 0, then the features wait in the gate for exit 0's decision
     # (fork 1 + head 55 + decision 5 + gate 1) and pass the forward queue (1), block 1, head 66,
-    # decision 5, merge 1.
-    exit1 = 105 + (1 + 55 + 5 + 1) + 1 + 205 + 66 + 5 + 1
+    # serial decision 10 + 1, merge 1.
+    exit1 = 105 + (1 + 55 + 5 + 1) + 1 + 205 + 66 + 11 + 1
     assert figs["worst_latency"][0] == exit1
     assert figs["mean_latency"][0] == pytest.approx(0.6 * exit0 + 0.4 * exit1)
     assert (
         figs["LUT"][0]
-        == 1000 + 500 + 300 + 400 + DEC_LUT + FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT + QUEUE_LUT
+        == 1000 + 500 + 300 + 400 + DEC_LUT + SERIAL_FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT + QUEUE_LUT
     )
     # The no-exit design: one decision unit, a one-port merge, no fork or gate.
     base = Composer(characterisation(options, 2), exit_config((1,), (1.0,))).evaluate(np.zeros((1, 3), dtype=int))
     assert base["throughput"][0] == pytest.approx(1 / 200)
-    assert base["mean_latency"][0] == 105 + 205 + 66 + 5 + 1
-    assert base["LUT"][0] == 1000 + 500 + 400 + FINAL_DEC_LUT + MERGE_LUT[1]
+    assert base["mean_latency"][0] == 105 + 205 + 66 + 11 + 1
+    assert base["LUT"][0] == 1000 + 500 + 400 + SERIAL_FINAL_DEC_LUT + MERGE_LUT[1]
 
 
 def test_fifo_depths_round_up_to_powers_of_two():
@@ -109,20 +113,23 @@ def _brute_force(char, configs, lut_budget, min_accuracy):
                 [reach[b] * opt[f"blocks.{b}"].ii for b in range(last + 1)]
                 + [reach[p] * opt[f"heads.{p}"].ii for p in ec.positions]
             )
-            lat, mean, path = 0, 0.0, 0
+            lat, mean, path, dec_lut = 0, 0.0, 0, 0
             for j, p in enumerate(ec.positions):
                 blocks = sum(opt[f"blocks.{b}"].latency for b in range(p + 1))
                 head = opt[f"heads.{p}"].latency
+                serial = opt[f"heads.{p}"].ii >= SCAN  # the serial decision unit keeps up with this head
+                dec = SCAN + 1 if serial else 5
                 if j < len(ec.positions) - 1:
-                    lat = blocks + path + 1 + head + 5 + 1 + 1
-                    path += 1 + head + 5 + 1 + 1  # fork, head, decision, gate, forward queue
+                    lat = blocks + path + 1 + head + dec + 1 + 1
+                    path += 1 + head + dec + 1 + 1  # fork, head, decision, gate, forward queue
+                    dec_lut += SERIAL_DEC_LUT if serial else DEC_LUT
                 else:
-                    lat = blocks + path + head + 5 + 1
+                    lat = blocks + path + head + dec + 1
+                    dec_lut += SERIAL_FINAL_DEC_LUT if serial else FINAL_DEC_LUT
                 mean += ec.exit_fractions[j] * lat
             lut = (
                 sum(o.resources["LUT"] for o in opt.values())
-                + DEC_LUT * (len(ec.positions) - 1)
-                + FINAL_DEC_LUT
+                + dec_lut
                 + MERGE_LUT[len(ec.positions)]
                 + (FORK_LUT + GATE_LUT + QUEUE_LUT) * (len(ec.positions) - 1)
             )
@@ -244,8 +251,8 @@ def _paced_case():
     options = {
         "blocks.0": [unit_option("blocks.0", 100, 105, 2000)],
         "blocks.1": [unit_option("blocks.1", 400 // n, 405 // n, 2000 * n, lanes=n) for n in (1, 2, 4)],
-        "heads.0": [unit_option("heads.0", 10, 15, 100)],
-        "heads.1": [unit_option("heads.1", 10, 15, 100)],
+        "heads.0": [unit_option("heads.0", SCAN, 15, 100)],
+        "heads.1": [unit_option("heads.1", SCAN, 15, 100)],
     }
     configs = [exit_config((1,), (1.0,), 0.95), exit_config((0, 1), (0.75, 0.25), 0.95)]
     return characterisation(options, 2), configs
@@ -258,8 +265,11 @@ def test_ratios_where_early_exit_pays_are_the_hand_computed_ones():
     char, configs = _paced_case()
     result = search(char, configs, board(), Constraints(max_worst_latency=math.inf), "latency")
     r = baseline_ratios(result)
-    base = {n: 2000 + 2000 * n + 100 + FINAL_DEC_LUT + MERGE_LUT[1] for n in (1, 2, 4)}
-    early = 2000 + 2000 + 100 + 100 + DEC_LUT + FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT + QUEUE_LUT
+    # both heads take SCAN cycles a sample: serial decision units
+    base = {n: 2000 + 2000 * n + 100 + SERIAL_FINAL_DEC_LUT + MERGE_LUT[1] for n in (1, 2, 4)}
+    early = (
+        2000 + 2000 + 100 + 100 + SERIAL_DEC_LUT + SERIAL_FINAL_DEC_LUT + MERGE_LUT[2] + FORK_LUT + GATE_LUT + QUEUE_LUT
+    )
     assert r["luts_at_equal_throughput"]["ratio"] == pytest.approx(early / base[4])
     # At the early-exit design's LUTs (between the 1- and 2-lane baselines) the baseline runs
     # block 1 at 1 lane: 1/400 against 1/100.

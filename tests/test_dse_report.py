@@ -112,7 +112,8 @@ def test_markdown_states_search_size_chosen_design_ratios_and_misses(report_and_
     assert not any(m.startswith("design0: LUT") for m in misses(report))
     # The ceiling's price: one row per swept factor, the applied ceiling's row equal to the ratio table.
     assert "## The worst-case ceiling's price (predicted)" in md
-    rows = {r.split(" | ")[0].strip("| "): r for r in md.splitlines() if r.startswith("| ") and " | " in r}
+    section = md.split("## The worst-case ceiling's price (predicted)")[1].split("\n## ")[0]
+    rows = {r.split(" | ")[0].strip("| "): r for r in section.splitlines() if r.startswith("| ") and " | " in r}
     assert {"1.5", "2", "3", "4", "6", "8", "10", "none"} <= set(rows)
     at_default = report["ratios"]["luts_at_equal_throughput"]["ratio"]
     assert f"{at_default:.3f}x" in rows["2"]

@@ -126,8 +126,8 @@ class Characterisation:
         """The head's type name (the unit name where the config's types are not known)."""
         return head or self.own_types.get(position) or self.heads[position]
 
-    def decision_key(self, policy: str, shift: int, final: bool) -> str:
-        return decision_key(self.formats[policy], policy, shift, final)
+    def decision_key(self, policy: str, shift: int, final: bool, serial: bool) -> str:
+        return decision_key(self.formats[policy], policy, shift, final, serial)
 
     @staticmethod
     def gate_key(feat_w: int, dec_w: int, depth: int) -> str:
@@ -146,10 +146,10 @@ class Characterisation:
         return f"merge:{k}:{dec_w}"
 
 
-def decision_key(fmt: DecisionFormat, policy: str, shift: int, final: bool) -> str:
+def decision_key(fmt: DecisionFormat, policy: str, shift: int, final: bool, serial: bool) -> str:
     return (
         f"decision:{policy}:{fmt.num_classes}:{fmt.logit_w}:{shift}:{fmt.frac_bits}:{fmt.thr_w}:"
-        f"{'final' if final else 'early'}"
+        f"{'final' if final else 'early'}:{'serial' if serial else 'pipeline'}"
     )
 
 
@@ -279,15 +279,18 @@ def characterise(
         jobs.setdefault(glue_jobs[key], (CHAR_TOP, files, board.family))
 
     final_head = base.heads[base.exits[-1]]
+    head_units = [*heads.values(), *(u for alts in alt_heads.values() for u in alts.values())]
     for name, params in policies.items():
         fmt = DecisionFormat(PolicyName(name), final_head.out_beat, final_head.out_w, params.frac_bits)
         formats[name] = fmt
         shifts = {params.shift(k) for k in range(len(base.exits))} | set((extra_shifts or {}).get(name, ()))
+        # serial units where a head option leaves the time (DecisionFormat.serial_fits)
+        serials = {fmt.serial_fits(o.ii) for u in head_units for o in options[u]}
         for shift in sorted(shifts):
             for is_final in (False, True):
-                key = decision_key(fmt, name, shift, is_final)
-                files = decision_files(fmt, shift, is_final)
-                add_glue(key, files)
+                for serial in sorted(serials):
+                    key = decision_key(fmt, name, shift, is_final, serial)
+                    add_glue(key, decision_files(fmt, shift, is_final, serial))
     dec_widths = sorted({fmt.dec_w for fmt in formats.values()})
     for position in base.exits[:-1]:
         width = base.blocks[position].out_bits
@@ -296,7 +299,7 @@ def characterise(
         add_glue(Characterisation.queue_key(width, depth), queue_files(width, depth))
         units = [heads[position], *alt_heads.get(position, {}).values()]
         depths = {
-            buffer_depth(h.drain, b.hw, fmt.latency)
+            buffer_depth(h.drain, b.hw, fmt.latency(fmt.serial_fits(h.ii)))
             for fmt in formats.values()
             for u in units
             for h in options[u]

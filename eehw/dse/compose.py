@@ -72,16 +72,23 @@ class Composer:
             timings = np.array([o.timing.as_tuple() for o in self.char.options[unit]], dtype=np.float64)
             lat_unit.append(tuple(timings[choice[:, m], j] for j in range(4)))
         fmt = c.formats[ec.policy]
-        d = fmt.latency
-        # Glue: a decision unit per exit, the merge, and a fork + conditional buffer + forward
-        # queue per early exit. A gate pops each sample that reaches it in one cycle a beat.
+        # Glue: a decision unit per exit (serial or pipelined, as its head's option allows), the
+        # merge, and a fork + conditional buffer + forward queue per early exit. A gate pops each
+        # sample that reaches it in one cycle a beat.
         last = len(ec.positions) - 1
         exits = list(c.heads)
-        glue = [
-            c.glue[c.decision_key(ec.policy, ec.params.shift(exits.index(p)), k == last)]
-            for k, p in enumerate(ec.positions)
-        ]
-        glue.append(c.glue[c.merge_key(len(ec.positions), fmt.dec_w)])
+        dec_latency = []
+        for k, p in enumerate(ec.positions):
+            per_option = self._serial(self.units[n_blocks + k])
+            units = {
+                s: c.glue[c.decision_key(ec.policy, ec.params.shift(exits.index(p)), k == last, s)]
+                for s in set(per_option)
+            }
+            for r in RESOURCE_KEYS:
+                res[r] += np.array([units[s][r] for s in per_option])[choice[:, n_blocks + k]]
+            serial = per_option[choice[:, n_blocks + k]]
+            dec_latency.append(np.where(serial, fmt.latency(True), fmt.latency(False)).astype(np.float64))
+        glue = [c.glue[c.merge_key(len(ec.positions), fmt.dec_w)]]
         for p in ec.positions[:-1]:
             hw = c.options[c.blocks[p]][0].hw
             glue.append(c.glue[c.fork_key(hw.out_bits)])
@@ -107,7 +114,7 @@ class Composer:
         def const(t):
             return tuple(np.full(len(choice), float(v)) for v in t.as_tuple())
 
-        dec, merge = const(single_beat(d)), const(single_beat(MERGE_LATENCY))
+        merge = const(single_beat(MERGE_LATENCY))
         exit_lat = []
         path = None
         for k, p in enumerate(ec.positions):
@@ -117,7 +124,8 @@ class Composer:
             beats = self.char.options[self.char.blocks[p]][0].hw.out_beats
             final = k == len(ec.positions) - 1
             to_dec = path if final else compose_arrays(path, const(streaming(FORK_LATENCY, beats)))
-            to_dec = compose_arrays(compose_arrays(to_dec, lat_unit[n_blocks + k]), dec)
+            d = dec_latency[k]
+            to_dec = compose_arrays(compose_arrays(to_dec, lat_unit[n_blocks + k]), (d, d, d, d))
             if final:
                 exit_lat.append(compose_arrays(to_dec, merge)[2])
             else:
@@ -137,11 +145,18 @@ class Composer:
     def _feat_w(self, position: int) -> int:
         return self.char.options[self.char.blocks[position]][0].hw.out_bits
 
+    def _serial(self, head_unit: str) -> np.ndarray:
+        """Per option of ``head_unit``: whether its exit gets the serial decision unit."""
+        fmt = self.char.formats[self.ec.policy]
+        return np.array([fmt.serial_fits(o.ii) for o in self.char.options[head_unit]], dtype=bool)
+
     def _depth_table(self, position: int, head_unit: str) -> np.ndarray:
         heads = self.char.options[head_unit]
         blocks = self.char.options[self.char.blocks[position]]
-        d = self.char.formats[self.ec.policy].latency
-        return np.array([[buffer_depth(h.drain, b.hw, d) for b in blocks] for h in heads])
+        fmt = self.char.formats[self.ec.policy]
+        return np.array(
+            [[buffer_depth(h.drain, b.hw, fmt.latency(fmt.serial_fits(h.ii))) for b in blocks] for h in heads]
+        )
 
     def foldings(self, row) -> dict[str, tuple[int, int]]:
         out = {}

@@ -232,7 +232,10 @@ def run(
             "seconds": char.seconds,
             "units": {u: [o.as_dict() for o in opts] for u, opts in char.options.items()},
             "glue": char.glue,
-            "decision_latency": {p: f.latency for p, f in char.formats.items()},
+            "decision_latency": {
+                p: {"pipeline": f.latency(False), "serial": f.latency(True), "serial_scan": f.scan}
+                for p, f in char.formats.items()
+            },
         },
         "search": {
             "exit_configurations": len(configs),

@@ -27,10 +27,10 @@ def _wrapper(module: str, params: dict[str, int], ports: list[tuple[str, str, in
     return template.render(module=module, params=params, ports=ports, tied=tied or {})
 
 
-def decision_files(fmt: DecisionFormat, shift: int, final: bool) -> dict[str, str]:
+def decision_files(fmt: DecisionFormat, shift: int, final: bool, serial: bool) -> dict[str, str]:
     """The final exit's unit has a constant always-exit threshold and enable (as in the top),
     which synthesis folds away; an early exit's are run-time registers (top ports here)."""
-    params = {**fmt.verilog_params(shift), "TAG_W": TAG_W}
+    params = {**fmt.verilog_params(shift, serial), "TAG_W": TAG_W}
     ports = [
         ("input", "clk", 1),
         ("input", "rst", 1),

@@ -382,7 +382,7 @@ class DecisionFormat:
     def dec_w(self) -> int:
         return self.conf_w + self.class_w + 1
 
-    def verilog_params(self, shift: int) -> dict[str, int]:
+    def verilog_params(self, shift: int, serial: bool) -> dict[str, int]:
         """decision_unit.v's parameters for an exit with this pow2 ``shift`` (0 for margin)."""
         return {
             "N_CLASSES": self.num_classes,
@@ -391,11 +391,25 @@ class DecisionFormat:
             "SHIFT": shift,
             "FRAC_BITS": self.frac_bits,
             "THR_W": self.thr_w,
+            "SERIAL": int(serial),
         }
 
     @property
-    def latency(self) -> int:
-        """decision_unit.v: clog2(N) comparison levels, then 1 (margin) or 3 (pow2) stages."""
+    def scan(self) -> int:
+        """decision_unit.v, SERIAL = 1: cycles a sample (one logit a cycle, pow2 reads them twice)."""
+        return self.num_classes * (1 if self.policy == PolicyName.MARGIN else 2)
+
+    def serial_fits(self, head_ii: int) -> bool:
+        """Whether the serial unit (a tenth of the pipeline's LUTs) keeps up with a head that
+        needs ``head_ii`` cycles a sample: it then never slows the exit, so the generator and
+        the DSE use it there and the pipelined one only after faster heads."""
+        return self.scan <= head_ii
+
+    def latency(self, serial: bool) -> int:
+        """decision_unit.v, s_tvalid on an idle unit -> m_tvalid: the scan and the output
+        register (serial), or clog2(N) comparison levels, then 1 (margin) or 3 (pow2) stages."""
+        if serial:
+            return self.scan + 1
         return (self.num_classes - 1).bit_length() + (1 if self.policy == PolicyName.MARGIN else 3)
 
     @property

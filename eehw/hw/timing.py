@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eehw.hw.plan import DesignPlan
+from eehw.hw.plan import DecisionFormat, DesignPlan
 from eehw.hw.stages import DwcStage, FifoStage, HwBlock, MvuStage, PoolStage, WindowStage
 
 NEVER = -(1 << 40)  # "no dependence" in the max-plus matrices (minus infinity, kept an integer)
@@ -252,18 +252,23 @@ def gate_forward(beats: int) -> Timing:
     return Timing.stage(GATE_FORWARD_LATENCY, 0, GATE_FORWARD_LATENCY + beats - 1, 1)
 
 
-def exit_paths(plan: DesignPlan, decision_latency: int) -> list[Timing]:
+def decision_latency(fmt: DecisionFormat, head: HwBlock) -> int:
+    """Latency of the decision unit after ``head``: serial where the head leaves it the time."""
+    return fmt.latency(fmt.serial_fits(head.ii))
+
+
+def exit_paths(plan: DesignPlan, fmt: DecisionFormat) -> list[Timing]:
     """Timing from a sample's first input beat to each exit's result (in plan.exits order) on an
     idle design: the backbone up to the exit, its fork, head and decision unit, and at every
     earlier exit the wait for that exit's decision (the gate forwards the sample only then)."""
     paths, segment = [], []
-    dec = single_beat(decision_latency)
     for position, block in enumerate(plan.blocks):
         segment.append(block_timing(block))
         if position not in plan.heads:
             continue
         final = position == plan.exits[-1]
         head = block_timing(plan.heads[position])
+        dec = single_beat(decision_latency(fmt, plan.heads[position]))
         to_decision = chain([*segment, *([] if final else [streaming(FORK_LATENCY, block.out_beats)]), head, dec])
         if final:
             paths.append(to_decision.then(single_beat(MERGE_LATENCY)))

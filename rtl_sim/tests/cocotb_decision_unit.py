@@ -6,7 +6,8 @@ back to back (with random valid gaps) and a monitor coroutine checks every outpu
 flag, class, confidence, tag, order) under random m_tready backpressure, and that a stalled
 beat holds. Stimulus is grouped in phases, one threshold/enable setting each: the threshold is
 a quasi-static register, so it changes only while the pipeline is empty. A last phase with no
-gaps and no backpressure measures latency and throughput. Figures go to cfg["stats"] as JSON.
+gaps and no backpressure measures latency (first cycle a row is offered -> its output) and the
+initiation interval (cfg["II"]: 1, or the serial unit's scan). Figures go to cfg["stats"] as JSON.
 """
 
 import json
@@ -165,6 +166,7 @@ class Tb:
         self.expected = []  # (word, tag) per row sent, in order
         self.received = 0
         self.in_cycles, self.out_cycles = [], []
+        self.offered = []  # per row, the first cycle its s_tvalid was high
         self.stall_p = 0.0
         self.errors = []
 
@@ -185,6 +187,8 @@ class Tb:
             dut.s_tdata.value = words[i]
             dut.s_tuser.value = tags[i]
             await ReadOnly()
+            if len(self.offered) == len(self.in_cycles):
+                self.offered.append(self.cycle)
             if dut.s_tready.value:
                 self.in_cycles.append(self.cycle)
                 i += 1
@@ -291,10 +295,11 @@ async def decision_unit_matches_policies(dut):
     latency = None
     burst = None
     for name, z, threshold, enable, gap_p, stall_p in phases:
+        first = len(tb.in_cycles)
         ins, outs = await tb.run_phase(z, threshold, enable, gap_p, stall_p)
         assert not tb.errors, f"phase '{name}': " + "\n".join(tb.errors[:20])
         if name == "throughput":
-            latency = outs[0] - ins[0]
+            latency = outs[0] - tb.offered[first]
             burst = {"rows": len(z), "input_cycles": ins[-1] - ins[0] + 1, "output_cycles": outs[-1] - outs[0] + 1}
     # Let any spurious extra beat show up before declaring success.
     for _ in range(2 * cfg["LATENCY"] + 4):
@@ -302,15 +307,16 @@ async def decision_unit_matches_policies(dut):
     assert not tb.errors, "\n".join(tb.errors[:20])
     assert tb.received == len(tb.expected), f"{tb.received} outputs for {len(tb.expected)} inputs"
     assert latency == cfg["LATENCY"], f"latency {latency} cycles, expected {cfg['LATENCY']}"
-    assert burst["input_cycles"] == burst["rows"] and burst["output_cycles"] == burst["rows"], (
-        f"not one sample per cycle without backpressure: {burst}"
+    span = (burst["rows"] - 1) * cfg["II"] + 1
+    assert burst["input_cycles"] == span and burst["output_cycles"] == span, (
+        f"not one sample every {cfg['II']} cycles without backpressure: {burst}"
     )
     stats = {
         "vectors": len(tb.expected),
         "random_vectors": cfg["random_rows"],
         "cycles": tb.cycle,
         "latency": latency,
-        "throughput": burst["rows"] / burst["output_cycles"],
+        "ii": (burst["output_cycles"] - 1) / (burst["rows"] - 1),
         "phases": len(phases),
         "sim_seconds": round(time.perf_counter() - wall, 2),
     }

@@ -21,7 +21,9 @@ TOP = "decision_unit"
 POLICIES = {"margin": 0, "pow2": 1}
 
 
-def unit_params(policy: str, n: int, w: int, shift: int = 0, frac_bits: int = 8, tag_w: int = 8) -> dict:
+def unit_params(
+    policy: str, n: int, w: int, shift: int = 0, frac_bits: int = 8, tag_w: int = 8, serial: int = 0
+) -> dict:
     """HDL parameters; THR_W as eehw/hw/rtl/design.py's DecisionFormat sizes it (the confidence width)."""
     thr_w = w + 1 if policy == "margin" else pow2_sum_bits(n, frac_bits)
     return {
@@ -32,32 +34,48 @@ def unit_params(policy: str, n: int, w: int, shift: int = 0, frac_bits: int = 8,
         "FRAC_BITS": frac_bits,
         "THR_W": thr_w,
         "TAG_W": tag_w,
+        "SERIAL": serial,
     }
 
 
+def scan(params: dict) -> int:
+    """The serial unit's cycles a sample, as documented in decision_unit.v."""
+    return params["N_CLASSES"] * (1 if params["POLICY"] == 0 else 2)
+
+
 def latency(params: dict) -> int:
-    """Cycles from input handshake to m_tvalid, as documented in decision_unit.v."""
+    """Cycles from s_tvalid on an idle unit to m_tvalid, as documented in decision_unit.v."""
+    if params["SERIAL"]:
+        return scan(params) + 1
     return (params["N_CLASSES"] - 1).bit_length() + (1 if params["POLICY"] == 0 else 3)
+
+
+def ii(params: dict) -> int:
+    return scan(params) if params["SERIAL"] else 1
 
 
 def simulate(params: dict, cfg: dict, build_dir: Path) -> dict:
     stats = build_dir / "stats.json"
-    full = {**params, **cfg, "LATENCY": latency(params), "stats": str(stats)}
+    full = {**params, **cfg, "LATENCY": latency(params), "II": ii(params), "stats": str(stats)}
     build_and_run(TOP, params, build_dir, {"DU_CFG": json.dumps(full)})
     return json.loads(stats.read_text())
 
 
 CASES = [
-    pytest.param("margin", 10, 16, 0, 100_000, id="margin-10x16", marks=pytest.mark.slow),
-    pytest.param("pow2", 10, 16, 3, 100_000, id="pow2-10x16", marks=pytest.mark.slow),
-    pytest.param("margin", 3, 8, 0, 3_000, id="margin-3x8"),
-    pytest.param("pow2", 3, 8, 1, 3_000, id="pow2-3x8"),
+    pytest.param("margin", 10, 16, 0, 100_000, 0, id="margin-10x16", marks=pytest.mark.slow),
+    pytest.param("pow2", 10, 16, 3, 100_000, 0, id="pow2-10x16", marks=pytest.mark.slow),
+    pytest.param("margin", 10, 16, 0, 30_000, 1, id="serial-margin-10x16", marks=pytest.mark.slow),
+    pytest.param("pow2", 10, 16, 3, 20_000, 1, id="serial-pow2-10x16", marks=pytest.mark.slow),
+    pytest.param("margin", 3, 8, 0, 3_000, 0, id="margin-3x8"),
+    pytest.param("pow2", 3, 8, 1, 3_000, 0, id="pow2-3x8"),
+    pytest.param("margin", 3, 8, 0, 3_000, 1, id="serial-margin-3x8"),
+    pytest.param("pow2", 2, 5, 1, 3_000, 1, id="serial-pow2-2x5"),
 ]
 
 
-@pytest.mark.parametrize("policy, n, w, shift, random_rows", CASES)
-def test_decision_unit(vl_env, tmp_path, policy, n, w, shift, random_rows):
-    params = unit_params(policy, n, w, shift=shift)
+@pytest.mark.parametrize("policy, n, w, shift, random_rows, serial", CASES)
+def test_decision_unit(vl_env, tmp_path, policy, n, w, shift, random_rows, serial):
+    params = unit_params(policy, n, w, shift=shift, serial=serial)
     lint(TOP, params)
     cfg = {
         "seed": n * 1000 + w + shift,
@@ -70,16 +88,19 @@ def test_decision_unit(vl_env, tmp_path, policy, n, w, shift, random_rows):
     stats = simulate(params, cfg, tmp_path / "sim")
     assert stats["vectors"] >= random_rows
     assert stats["latency"] == latency(params)
-    assert stats["throughput"] == 1.0
+    assert stats["ii"] == ii(params)
     print(f"\n{policy} {n}x{w}: {stats}")
 
 
+@pytest.mark.parametrize("serial", [0, 1], ids=["pipeline", "serial"])
 @pytest.mark.parametrize("index", range(len(VECTOR_CASES)), ids=["-".join(map(str, c)) for c in VECTOR_CASES])
-def test_shared_vectors(vl_env, tmp_path, decision_vectors, index):
+def test_shared_vectors(vl_env, tmp_path, decision_vectors, index, serial):
     """The shared decision-unit vector file (rtl_sim/models/decision_vectors.py), the same rows the
-    HLS header and the HLS top's decision IPs are checked with."""
+    HLS header and the HLS top's decision IPs are checked with, through both architectures."""
     policy, n, w, shift, frac = VECTOR_CASES[index]
-    params = unit_params("pow2" if policy == "max_softmax_pow2" else "margin", n, w, shift=shift, frac_bits=frac)
+    params = unit_params(
+        "pow2" if policy == "max_softmax_pow2" else "margin", n, w, shift=shift, frac_bits=frac, serial=serial
+    )
     cfg = {"vectors": str(decision_vectors), "case": index, "seed": index, "gap_p": 0.3, "stall_p": 0.3}
     stats = simulate(params, cfg, tmp_path / "sim")
     assert stats["vectors"] > 1000 and stats["groups"] >= 8
@@ -87,10 +108,11 @@ def test_shared_vectors(vl_env, tmp_path, decision_vectors, index):
 
 def test_lint_other_widths(vl_env):
     """Parameter corners that are not simulated: 2 and 16 classes, a narrow threshold."""
-    for params in (
-        unit_params("margin", 2, 4),
-        unit_params("pow2", 16, 12, shift=5, frac_bits=4),
-        {**unit_params("margin", 10, 16), "THR_W": 8},
-    ):
-        lint(TOP, params)
+    for serial in (0, 1):
+        for params in (
+            unit_params("margin", 2, 4, serial=serial),
+            unit_params("pow2", 16, 12, shift=5, frac_bits=4, serial=serial),
+            {**unit_params("margin", 10, 16, serial=serial), "THR_W": 8},
+        ):
+            lint(TOP, params)
     assert shutil.which("verilator")

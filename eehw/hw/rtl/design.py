@@ -15,7 +15,15 @@ from eehw.errors import EehwError
 from eehw.hw.plan import TAG_W, DecisionFormat, DesignPlan, decision_format
 from eehw.hw.rtl.weights import write_bias_memory, write_weight_memory
 from eehw.hw.stages import HwBlock, MvuStage, RequantStage
-from eehw.hw.timing import FORWARD_QUEUE_SAMPLES, GATE_DECISIONS, block_timing, buffer_depth, exit_paths, queue_depth
+from eehw.hw.timing import (
+    FORWARD_QUEUE_SAMPLES,
+    GATE_DECISIONS,
+    block_timing,
+    buffer_depth,
+    decision_latency,
+    exit_paths,
+    queue_depth,
+)
 from eehw.paths import shipped
 from eehw.policy.policies import PolicyParams
 
@@ -64,7 +72,7 @@ class RtlDesign:
     def latency_bound(self) -> int:
         """Cycles from a sample's first input beat to its result, for a sample that reaches the
         final exit on an idle pipeline (eehw.hw.timing.exit_paths)."""
-        return exit_paths(self.plan, self.decision.latency)[-1].latency
+        return exit_paths(self.plan, self.decision)[-1].latency
 
     @property
     def res_w(self) -> int:
@@ -135,7 +143,8 @@ def generate(plan: DesignPlan, params: PolicyParams, out_dir: Path, all_exits: l
             k = plan.exits.index(position)
             final = k == n_exits - 1
             shift = params.shift(all_exits.index(position))
-            decision = fmt.verilog_params(shift)
+            head = plan.heads[position]
+            decision = fmt.verilog_params(shift, fmt.serial_fits(head.ii))
             exit_view = {
                 "index": k,
                 "final": final,
@@ -145,7 +154,7 @@ def generate(plan: DesignPlan, params: PolicyParams, out_dir: Path, all_exits: l
                 if final
                 else f"threshold[{k}*{fmt.thr_w} +: {fmt.thr_w}]",
                 "enable_expr": "1'b1" if final else f"enable[{k}]",
-                "buffer_depth": buffer_depth(block_timing(plan.heads[position]).drain, block, fmt.latency),
+                "buffer_depth": buffer_depth(block_timing(head).drain, block, decision_latency(fmt, head)),
                 "queue_depth": queue_depth(block),
             }
         blocks.append({"hw": block, "exit": exit_view})
