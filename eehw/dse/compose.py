@@ -75,19 +75,12 @@ class Composer:
         # Glue: a decision unit per exit (serial or pipelined, as its head's option allows), the
         # merge, and a fork + conditional buffer + forward queue per early exit. A gate pops each
         # sample that reaches it in one cycle a beat.
-        last = len(ec.positions) - 1
-        exits = list(c.heads)
         dec_latency = []
-        for k, p in enumerate(ec.positions):
-            per_option = self._serial(self.units[n_blocks + k])
-            units = {
-                s: c.glue[c.decision_key(ec.policy, ec.params.shift(exits.index(p)), k == last, s)]
-                for s in set(per_option)
-            }
+        for k in range(len(ec.positions)):
+            figures, latency = self._decision_unit(k)
             for r in RESOURCE_KEYS:
-                res[r] += np.array([units[s][r] for s in per_option])[choice[:, n_blocks + k]]
-            serial = per_option[choice[:, n_blocks + k]]
-            dec_latency.append(np.where(serial, fmt.latency(True), fmt.latency(False)).astype(np.float64))
+                res[r] += figures[r][choice[:, n_blocks + k]]
+            dec_latency.append(latency[choice[:, n_blocks + k]])
         glue = [c.glue[c.merge_key(len(ec.positions), fmt.dec_w)]]
         for p in ec.positions[:-1]:
             hw = c.options[c.blocks[p]][0].hw
@@ -145,10 +138,18 @@ class Composer:
     def _feat_w(self, position: int) -> int:
         return self.char.options[self.char.blocks[position]][0].hw.out_bits
 
-    def _serial(self, head_unit: str) -> np.ndarray:
-        """Per option of ``head_unit``: whether its exit gets the serial decision unit."""
-        fmt = self.char.formats[self.ec.policy]
-        return np.array([fmt.serial_fits(o.ii) for o in self.char.options[head_unit]], dtype=bool)
+    def _decision_unit(self, k: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Exit ``k``'s decision unit per option of its head: resources and latency (serial where
+        the head's option leaves it the time, DecisionFormat.serial_fits)."""
+        c, ec = self.char, self.ec
+        fmt = c.formats[ec.policy]
+        head = self.units[ec.positions[-1] + 1 + k]
+        serial = [fmt.serial_fits(o.ii) for o in c.options[head]]
+        shift = ec.params.shift(list(c.heads).index(ec.positions[k]))
+        final = k == len(ec.positions) - 1
+        units = {s: c.glue[c.decision_key(ec.policy, shift, final, s)] for s in set(serial)}
+        figures = {r: np.array([units[s][r] for s in serial], dtype=np.float64) for r in RESOURCE_KEYS}
+        return figures, np.array([fmt.latency(s) for s in serial], dtype=np.float64)
 
     def _depth_table(self, position: int, head_unit: str) -> np.ndarray:
         heads = self.char.options[head_unit]
@@ -175,8 +176,15 @@ class Composer:
 
     def _lagrangian(self) -> np.ndarray:
         ii = [self.table(u, "ii") * r for u, r in zip(self.units, self.reach)]
+        # a head's option carries its exit's decision unit (serial or not by the head's pace)
+        n_blocks = self.ec.positions[-1] + 1
         lut = [self.table(u, "LUT") for u in self.units]
-        lat = [self.table(u, "latency") * r for u, r in zip(self.units, self.reach)]
+        lat = [self.table(u, "latency") for u in self.units]
+        for k in range(len(self.ec.positions)):
+            figures, latency = self._decision_unit(k)
+            lut[n_blocks + k] = lut[n_blocks + k] + figures["LUT"]
+            lat[n_blocks + k] = lat[n_blocks + k] + latency
+        lat = [t * r for t, r in zip(lat, self.reach)]
         levels = np.unique(np.concatenate(ii))
         rows = []
         for cap in levels:
