@@ -70,6 +70,8 @@ def bench(config: str, board: str, root: Path, dse_options: list[str]) -> None:
             continue
         measured = r.get("measured_ratio")
         note = " (beyond the worst-case ceiling)" if r.get("ignores_worst_case_ceiling") else ""
+        if r.get("overruns"):
+            note += f" (over the budget once synthesised: {'; '.join(r['overruns'])})"
         print(
             f"  {name:32s} measured {measured if measured is None else f'{measured:.3f}x'}   "
             f"predicted {r['ratio']:.3f}x{note}"

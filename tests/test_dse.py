@@ -31,7 +31,7 @@ from eehw import flow
 from eehw.dse.characterise import lane_levels, layer_folding
 from eehw.dse.compose import Composer
 from eehw.dse.exits import exit_configs, hardware_policies
-from eehw.dse.explore import chosen_design, dse_dir, run
+from eehw.dse.explore import chosen_design, dse_dir, ratio_overruns, run
 from eehw.dse.search import Constraints, baseline_ratios, ceiling_sweep, search
 from eehw.errors import EehwError
 from eehw.hw.timing import pow2_depth
@@ -419,6 +419,13 @@ def test_the_chosen_design_fits_once_synthesised():
         chosen_design([7], 9, designs, "pynq-z2")
     with pytest.raises(EehwError, match="the no-exit baseline does not fit pynq-z2"):
         chosen_design([3], 7, designs, "pynq-z2")
+    # A ratio between designs the board cannot hold once synthesised is not a measured ratio.
+    for i, d in designs.items():
+        d["id"] = f"d{i}"
+    assert ratio_overruns({"candidate": 3, "baseline_candidate": 9}, designs) == []
+    assert ratio_overruns({"candidate": 7, "baseline_candidate": 9}, designs) == [
+        "d7: LUT over by 353 (53,553 / 53,200)"
+    ]
 
 
 @pytest.mark.slow

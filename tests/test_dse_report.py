@@ -117,6 +117,13 @@ def test_markdown_states_search_size_chosen_design_ratios_and_misses(report_and_
     assert {"1.5", "2", "3", "4", "6", "8", "10", "none"} <= set(rows)
     at_default = report["ratios"]["luts_at_equal_throughput"]["ratio"]
     assert f"{at_default:.3f}x" in rows["2"]
+    # A ratio whose design overran the board once synthesised says so instead of a measured figure.
+    over = {**report, "ratios": {**report["ratios"]}}
+    over["ratios"]["throughput_at_equal_luts"] = {
+        **report["ratios"]["throughput_at_equal_luts"],
+        "overruns": ["design0: LUT over by 527 (53,727 / 53,200)"],
+    }
+    assert "not measured: over the budget once synthesised, design0: LUT over by 527" in to_markdown(over)
 
 
 def test_json_is_plain_and_without_per_sample_arrays(report_and_result, tmp_path):

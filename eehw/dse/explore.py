@@ -198,6 +198,8 @@ def run(
         r = ratios.get(key)
         if not r or r["candidate"] not in designs or r["baseline_candidate"] not in designs:
             return None
+        if ratio_overruns(r, designs):
+            return None
         a = _measured_figure(designs[r["candidate"]], field_)
         b = _measured_figure(designs[r["baseline_candidate"]], field_)
         return None if not a or not b else float(a / b)
@@ -208,6 +210,8 @@ def run(
             r["design"] = designs.get(r["candidate"]) and designs[r["candidate"]]["id"]
             r["baseline_design"] = designs.get(r["baseline_candidate"]) and designs[r["baseline_candidate"]]["id"]
             r["measured_ratio"] = measured_ratio(key, field_)
+            if ratio_overruns(r, designs):
+                r["overruns"] = ratio_overruns(r, designs)
             r["predicted"] = {
                 f: float(result.table[f][r["candidate"]]) for f in ("accuracy", "throughput", "LUT", "mean_latency")
             }
@@ -281,6 +285,13 @@ def run(
     ).save(out_dir / "chosen.json")
     report["paths"] = [str(p) for p in write_reports(report, out_dir, result)]
     return report
+
+
+def ratio_overruns(ratio: dict, designs: dict[int, dict]) -> list[str]:
+    """Budget overruns, once synthesised, of a ratio's two validated designs (a prediction within
+    the budget can overrun it): a ratio between designs the board cannot hold is not measured."""
+    pair = [designs[i] for i in (ratio["candidate"], ratio["baseline_candidate"]) if i in designs]
+    return [f"{d['id']}: {o}" for d in pair for o in d["measured"]["resources"]["overruns"]]
 
 
 def chosen_design(picks: list[int], baseline: int, designs: dict[int, dict], board: str) -> int:

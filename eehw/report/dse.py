@@ -111,6 +111,8 @@ def ratio_rows(report: dict) -> list[tuple[str, str, str, str, str]]:
             continue
         if r.get("ignores_worst_case_ceiling"):
             label += " (only beyond the worst-case latency ceiling)"
+        if r.get("overruns"):
+            label += f" (not measured: over the budget once synthesised, {'; '.join(r['overruns'])})"
         rows.append(
             (
                 label,
