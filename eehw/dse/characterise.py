@@ -299,7 +299,7 @@ def characterise(
         add_glue(Characterisation.queue_key(width, depth), queue_files(width, depth))
         units = [heads[position], *alt_heads.get(position, {}).values()]
         depths = {
-            buffer_depth(h.drain, b.hw, fmt.latency(fmt.serial_fits(h.ii)))
+            buffer_depth(h.drain, b.hw, fmt.latency_after(h.ii))
             for fmt in formats.values()
             for u in units
             for h in options[u]

@@ -155,9 +155,7 @@ class Composer:
         heads = self.char.options[head_unit]
         blocks = self.char.options[self.char.blocks[position]]
         fmt = self.char.formats[self.ec.policy]
-        return np.array(
-            [[buffer_depth(h.drain, b.hw, fmt.latency(fmt.serial_fits(h.ii))) for b in blocks] for h in heads]
-        )
+        return np.array([[buffer_depth(h.drain, b.hw, fmt.latency_after(h.ii)) for b in blocks] for h in heads])
 
     def foldings(self, row) -> dict[str, tuple[int, int]]:
         out = {}

@@ -198,8 +198,6 @@ def run(
         r = ratios.get(key)
         if not r or r["candidate"] not in designs or r["baseline_candidate"] not in designs:
             return None
-        if ratio_overruns(r, designs):
-            return None
         a = _measured_figure(designs[r["candidate"]], field_)
         b = _measured_figure(designs[r["baseline_candidate"]], field_)
         return None if not a or not b else float(a / b)
@@ -209,9 +207,10 @@ def run(
             r = ratios[key]
             r["design"] = designs.get(r["candidate"]) and designs[r["candidate"]]["id"]
             r["baseline_design"] = designs.get(r["baseline_candidate"]) and designs[r["baseline_candidate"]]["id"]
-            r["measured_ratio"] = measured_ratio(key, field_)
-            if ratio_overruns(r, designs):
-                r["overruns"] = ratio_overruns(r, designs)
+            over = ratio_overruns(r, designs)
+            r["measured_ratio"] = None if over else measured_ratio(key, field_)
+            if over:
+                r["overruns"] = over
             r["predicted"] = {
                 f: float(result.table[f][r["candidate"]]) for f in ("accuracy", "throughput", "LUT", "mean_latency")
             }

@@ -400,10 +400,14 @@ class DecisionFormat:
         return self.num_classes * (1 if self.policy == PolicyName.MARGIN else 2)
 
     def serial_fits(self, head_ii: int) -> bool:
-        """Whether the serial unit (a tenth of the pipeline's LUTs) keeps up with a head that
+        """Whether the serial unit (a quarter of the pipeline's LUTs) keeps up with a head that
         needs ``head_ii`` cycles a sample: it then never slows the exit, so the generator and
         the DSE use it there and the pipelined one only after faster heads."""
         return self.scan <= head_ii
+
+    def latency_after(self, head_ii: int) -> int:
+        """Latency of the unit an exit gets after a head of ``head_ii`` cycles a sample."""
+        return self.latency(self.serial_fits(head_ii))
 
     def latency(self, serial: bool) -> int:
         """decision_unit.v, s_tvalid on an idle unit -> m_tvalid: the scan and the output

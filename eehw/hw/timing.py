@@ -252,11 +252,6 @@ def gate_forward(beats: int) -> Timing:
     return Timing.stage(GATE_FORWARD_LATENCY, 0, GATE_FORWARD_LATENCY + beats - 1, 1)
 
 
-def decision_latency(fmt: DecisionFormat, head: HwBlock) -> int:
-    """Latency of the decision unit after ``head``: serial where the head leaves it the time."""
-    return fmt.latency(fmt.serial_fits(head.ii))
-
-
 def exit_paths(plan: DesignPlan, fmt: DecisionFormat) -> list[Timing]:
     """Timing from a sample's first input beat to each exit's result (in plan.exits order) on an
     idle design: the backbone up to the exit, its fork, head and decision unit, and at every
@@ -268,7 +263,7 @@ def exit_paths(plan: DesignPlan, fmt: DecisionFormat) -> list[Timing]:
             continue
         final = position == plan.exits[-1]
         head = block_timing(plan.heads[position])
-        dec = single_beat(decision_latency(fmt, plan.heads[position]))
+        dec = single_beat(fmt.latency_after(plan.heads[position].ii))
         to_decision = chain([*segment, *([] if final else [streaming(FORK_LATENCY, block.out_beats)]), head, dec])
         if final:
             paths.append(to_decision.then(single_beat(MERGE_LATENCY)))

@@ -123,6 +123,20 @@ module decision_unit #(
     localparam integer NODE_W  = 2 * LOGIT_W + CLASS_W;           // {top2, index, top1}
     localparam integer ALL_W   = level_off(LEVELS + 1);
 
+    // The exit test of both architectures: confidence against threshold, both at one width.
+    function passes;
+        input [CONF_W-1:0] conf;
+        input [THR_W-1:0]  thr;
+        reg   [CMP_W-1:0]  conf_x, thr_x;
+        begin
+            conf_x = {CMP_W{1'b0}};
+            conf_x[CONF_W-1:0] = conf;
+            thr_x = {CMP_W{1'b0}};
+            thr_x[THR_W-1:0] = thr;
+            passes = (POLICY == 0) ? (conf_x >= thr_x) : (conf_x <= thr_x);
+        end
+    endfunction
+
     generate
     if (SERIAL == 0) begin : g_pipe
         // ---------------------------------------------------------------- handshake
@@ -207,8 +221,6 @@ module decision_unit #(
         // ---------------------------------------------------------------- score
         wire [CONF_W-1:0]  score;        // valid in the stage before the output stage
         wire [CLASS_W-1:0] score_idx;
-        reg  [CMP_W-1:0]   score_x;      // both comparison operands at one width
-        reg  [CMP_W-1:0]   thr_x;
             if (POLICY == 0) begin : g_margin
                 assign score     = {root_top1[LOGIT_W-1], root_top1} - {root_top2[LOGIT_W-1], root_top2};
                 assign score_idx = root_idx;
@@ -259,13 +271,7 @@ module decision_unit #(
                 wire unused_top2 = &{1'b0, root_top2};
             end
 
-        always @(*) begin
-            score_x = {CMP_W{1'b0}};
-            score_x[CONF_W-1:0] = score;
-            thr_x = {CMP_W{1'b0}};
-            thr_x[THR_W-1:0] = threshold;
-        end
-        wire pass = (POLICY == 0) ? (score_x >= thr_x) : (score_x <= thr_x);
+        wire pass = passes(score, threshold);
 
         // ---------------------------------------------------------------- output stage
         reg [OUT_W-1:0] out;
@@ -355,14 +361,7 @@ module decision_unit #(
         end else begin : g_pow2
             assign score = acc;
         end
-        reg [CMP_W-1:0] score_x, thr_x;
-        always @(*) begin
-            score_x = {CMP_W{1'b0}};
-            score_x[CONF_W-1:0] = score;
-            thr_x = {CMP_W{1'b0}};
-            thr_x[THR_W-1:0] = threshold;
-        end
-        wire pass = (POLICY == 0) ? (score_x >= thr_x) : (score_x <= thr_x);
+        wire pass = passes(score, threshold);
         always @(posedge clk)
             if (unload) begin
                 out     <= {score, idx, enable && pass};

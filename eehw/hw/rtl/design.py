@@ -15,15 +15,7 @@ from eehw.errors import EehwError
 from eehw.hw.plan import TAG_W, DecisionFormat, DesignPlan, decision_format
 from eehw.hw.rtl.weights import write_bias_memory, write_weight_memory
 from eehw.hw.stages import HwBlock, MvuStage, RequantStage
-from eehw.hw.timing import (
-    FORWARD_QUEUE_SAMPLES,
-    GATE_DECISIONS,
-    block_timing,
-    buffer_depth,
-    decision_latency,
-    exit_paths,
-    queue_depth,
-)
+from eehw.hw.timing import FORWARD_QUEUE_SAMPLES, GATE_DECISIONS, block_timing, buffer_depth, exit_paths, queue_depth
 from eehw.paths import shipped
 from eehw.policy.policies import PolicyParams
 
@@ -154,7 +146,7 @@ def generate(plan: DesignPlan, params: PolicyParams, out_dir: Path, all_exits: l
                 if final
                 else f"threshold[{k}*{fmt.thr_w} +: {fmt.thr_w}]",
                 "enable_expr": "1'b1" if final else f"enable[{k}]",
-                "buffer_depth": buffer_depth(block_timing(head).drain, block, decision_latency(fmt, head)),
+                "buffer_depth": buffer_depth(block_timing(head).drain, block, fmt.latency_after(head.ii)),
                 "queue_depth": queue_depth(block),
             }
         blocks.append({"hw": block, "exit": exit_view})
