@@ -31,7 +31,7 @@ from eehw import flow
 from eehw.dse.characterise import lane_levels, layer_folding
 from eehw.dse.compose import Composer
 from eehw.dse.exits import exit_configs, hardware_policies
-from eehw.dse.explore import chosen_design, dse_dir, ratio_overruns, run
+from eehw.dse.explore import chosen_design, dse_dir, ratio_overruns, repick_overrun_ratios, run
 from eehw.dse.search import Constraints, baseline_ratios, ceiling_sweep, search
 from eehw.errors import EehwError
 from eehw.hw.timing import pow2_depth
@@ -426,6 +426,45 @@ def test_the_chosen_design_fits_once_synthesised():
     assert ratio_overruns({"candidate": 7, "baseline_candidate": 9}, designs) == [
         "d7: LUT over by 353 (53,553 / 53,200)"
     ]
+
+
+def test_a_ratio_whose_design_overruns_the_board_is_picked_again_within_the_room_left():
+    """The design behind a ratio, predicted within the budget, is over it once synthesised: the
+    ratio is picked again among the early-exit candidates predicted below the budget less that
+    design's prediction error; the baselines and the other ratios stay."""
+    char = three_block_char()
+    configs = [exit_config(p, f, a) for p, f, a in CONFIGS]
+    brd = board()
+    result = search(char, configs, brd, Constraints(), "throughput")
+    t, b = result.table, result.baseline
+    ratios = baseline_ratios(result)
+    key = "mean_latency_at_equal_accuracy"
+    first = ratios[key]["candidate"]
+    measured = {"LUT": brd.budget.LUT + 1, "FF": 1, "DSP": 0, "BRAM18": 0}
+    over = [f"LUT over by 1 ({brd.budget.LUT + 1:,} / {brd.budget.LUT:,})"]
+    designs = {
+        first: {"id": "first", "measured": {"resources": {**measured, "fits": False, "overruns": over}}},
+        b: {"id": "baseline", "measured": {"resources": {**measured, "LUT": 10, "fits": True, "overruns": []}}},
+    }
+    untouched = {k: dict(ratios[k]) for k in ("luts_at_equal_throughput", "throughput_at_equal_luts")}
+    untouched = {k: v for k, v in untouched.items() if v["candidate"] != first}
+    fits, again = repick_overrun_ratios(result, ratios, designs, brd.budget, result.fits)
+    assert again == [key]
+    # room left: the budget less the first design's error (measured - predicted) = its prediction - 1
+    room = t["LUT"] <= t["LUT"][first] - 1
+    ok = result.fits & (t["early_exits"] > 0) & (t["accuracy"] >= t["accuracy"][b] - 0.005 - 1e-12)
+    ok &= t["worst_latency"] <= result.max_worst_latency
+    assert (ok & room).any()
+    assert ratios[key]["ratio"] == pytest.approx(t["mean_latency"][ok & room].min() / t["mean_latency"][b])
+    assert ratios[key]["candidate"] != first and t["LUT"][ratios[key]["candidate"]] < t["LUT"][first]
+    assert ratios[key]["passed_over"] == [f"first: {over[0]}"]
+    assert not fits[first] and (fits[t["early_exits"] == 0] == result.fits[t["early_exits"] == 0]).all()
+    for k, v in untouched.items():
+        assert ratios[k] == v
+    # Nothing over the budget: nothing picked again.
+    designs[first]["measured"]["resources"]["fits"] = True
+    designs[ratios[key]["candidate"]] = designs[first]
+    assert repick_overrun_ratios(result, ratios, designs, brd.budget, fits)[1] == []
 
 
 @pytest.mark.slow

@@ -21,8 +21,10 @@ meeting the level, for lambda on a fixed grid from 0 (cheapest) to infinity (fas
 finds every design on the convex hull of the LUT / mean-latency trade-off at each throughput
 level and can miss designs inside that hull.
 
-The top designs are then generated, simulated whole on the test set and synthesised
-(``validate``): the report states predicted against measured cycles and LUTs.
+The top designs and the designs behind each ratio against the baseline are then generated,
+simulated whole on the test set and synthesised (``validate``): the report states predicted
+against measured cycles and LUTs. A ratio whose design overruns the board once synthesised is
+picked again with that design's prediction error as headroom (``repick_overrun_ratios``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ from eehw.dse.validate import compare_predicted, design_id, validate_job, write_
 from eehw.errors import EehwError
 from eehw.model.head_variants import assembled_golden, own_heads, train_alternatives
 from eehw.policy.logits import cached_logits
+
+#: Times a ratio's early-exit design is picked again after the one picked overran the board
+#: once synthesised (each pick is simulated and synthesised: minutes on a large design).
+RATIO_REPICKS = 2
 
 # ---------------------------------------------------------------------------------------------
 # The whole loop, as `eehw dse` runs it
@@ -151,46 +157,61 @@ def run(
             if (r := ratios.get(key)) and validate_ratio_designs
             for c in ("candidate", "baseline_candidate")
         ]
-        to_run = list(dict.fromkeys([*picks, result.baseline, *extra]))
-        designs = {i: result.design(i) for i in to_run}
-        jobs = []
-        for i, des in designs.items():
-            ident = (
-                "baseline"
-                if i == result.baseline
-                else f"baseline-{design_id(des)}"
-                if not des["exits"][:-1]
-                else f"{des['policy']}-{design_id(des)}"
-            )
-            des["id"] = ident
-            heads = dict(zip(des["exits"], des["heads"]))
-            params = result.configs[int(result.table["config"][i])].params
-            jobs.append(
-                (
-                    i,
-                    (
-                        assembled_golden(choices, heads),
-                        f"{cfg.name}_dse_{i}",
-                        des["exits"],
-                        params,
-                        des["thresholds"],
-                        des["folding"],
-                        hw.max_simd,
-                        hw.max_pe,
-                        d.data.x_test,
-                        brd,
-                    ),
+        to_run: list[int] = []
+        designs: dict[int, dict] = {}
+
+        def validate_designs(indices) -> None:
+            """Simulate whole and synthesise the candidates not validated yet."""
+            new = [i for i in dict.fromkeys(indices) if i not in designs]
+            jobs = []
+            for i in new:
+                des = designs[i] = result.design(i)
+                des["id"] = (
+                    "baseline"
+                    if i == result.baseline
+                    else f"baseline-{design_id(des)}"
+                    if not des["exits"][:-1]
+                    else f"{des['policy']}-{design_id(des)}"
                 )
-            )
-        t0 = time.perf_counter()
-        with progress() as bar:
-            task = bar.add_task(f"validating {len(jobs)} designs (simulate + synthesise)", total=len(jobs))
-            measured = run_jobs(pool, validate_job, jobs, on_done=lambda k, r: bar.update(task, advance=1))
-        seconds["validation"] = time.perf_counter() - t0
-    for i, des in designs.items():
-        write_design_files(measured[i], out_dir / "designs" / des["id"])
-        des["measured"] = measured[i]
-        des["errors"] = compare_predicted(des, measured[i])
+                heads = dict(zip(des["exits"], des["heads"]))
+                params = result.configs[int(result.table["config"][i])].params
+                jobs.append(
+                    (
+                        i,
+                        (
+                            assembled_golden(choices, heads),
+                            f"{cfg.name}_dse_{i}",
+                            des["exits"],
+                            params,
+                            des["thresholds"],
+                            des["folding"],
+                            hw.max_simd,
+                            hw.max_pe,
+                            d.data.x_test,
+                            brd,
+                        ),
+                    )
+                )
+            to_run.extend(new)
+            if not jobs:
+                return
+            t0 = time.perf_counter()
+            with progress() as bar:
+                task = bar.add_task(f"validating {len(jobs)} designs (simulate + synthesise)", total=len(jobs))
+                measured = run_jobs(pool, validate_job, jobs, on_done=lambda k, r: bar.update(task, advance=1))
+            seconds["validation"] = seconds.get("validation", 0.0) + time.perf_counter() - t0
+            for i in new:
+                write_design_files(measured[i], out_dir / "designs" / designs[i]["id"])
+                designs[i]["measured"] = measured[i]
+                designs[i]["errors"] = compare_predicted(designs[i], measured[i])
+
+        validate_designs([*picks, result.baseline, *extra])
+        fits = result.fits
+        for _ in range(RATIO_REPICKS if validate_ratio_designs else 0):
+            fits, again = repick_overrun_ratios(result, ratios, designs, brd.budget, fits)
+            if not again:
+                break
+            validate_designs([ratios[k][c] for k in again for c in ("candidate", "baseline_candidate")])
     pick = chosen_design(picks, result.baseline, designs, brd.name)
     chosen, baseline = designs[pick], designs[result.baseline]
 
@@ -291,6 +312,52 @@ def ratio_overruns(ratio: dict, designs: dict[int, dict]) -> list[str]:
     the budget can overrun it): a ratio between designs the board cannot hold is not measured."""
     pair = [designs[i] for i in (ratio["candidate"], ratio["baseline_candidate"]) if i in designs]
     return [f"{d['id']}: {o}" for d in pair for o in d["measured"]["resources"]["overruns"]]
+
+
+def repick_overrun_ratios(
+    result: SearchResult, ratios: dict, designs: dict[int, dict], budget, fits: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """A ratio's early-exit design predicted within the budget can overrun it once synthesised:
+    pick that ratio again among the candidates the synthesis leaves room for
+    (``without_overrun``). Updates ``ratios`` in place (``passed_over`` names what was passed
+    over, and why); returns the narrowed ``fits`` and the keys picked again, whose designs are
+    still to validate."""
+    overran = {
+        key: r
+        for key in RATIO_KEYS
+        if (r := ratios.get(key))
+        and r["candidate"] in designs
+        and not designs[r["candidate"]]["measured"]["resources"]["fits"]
+    }
+    for r in overran.values():
+        fits = without_overrun(result.table, fits, r["candidate"], designs[r["candidate"]], budget)
+    again = []
+    for key, r in overran.items():
+        ceiling = not r.get("ignores_worst_case_ceiling")
+        n = baseline_ratios(dataclasses.replace(result, fits=fits), ceiling=ceiling).get(key)
+        if n:
+            ratios[key] = {
+                **n,
+                **({} if ceiling else {"ignores_worst_case_ceiling": True}),
+                "passed_over": [*r.get("passed_over", []), *ratio_overruns(r, designs)],
+            }
+            again.append(key)
+    return fits, again
+
+
+def without_overrun(table: dict, fits: np.ndarray, i: int, des: dict, budget) -> np.ndarray:
+    """``fits`` less candidate ``i`` (validated as ``des``, over the budget once synthesised) and
+    every early-exit candidate predicted above the budget less ``i``'s prediction error
+    (measured - predicted) in a resource ``i`` overran: the room the synthesis showed there is."""
+    out = fits.copy()
+    out[i] = False
+    measured = des["measured"]["resources"]
+    early = table["early_exits"] > 0
+    for name in budget.names():
+        limit = getattr(budget, name)
+        if measured[name] > limit:
+            out &= ~early | (table[name] <= limit - (measured[name] - float(table[name][i])))
+    return out
 
 
 def chosen_design(picks: list[int], baseline: int, designs: dict[int, dict], board: str) -> int:

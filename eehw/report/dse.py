@@ -113,6 +113,8 @@ def ratio_rows(report: dict) -> list[tuple[str, str, str, str, str]]:
             label += " (only beyond the worst-case latency ceiling)"
         if r.get("overruns"):
             label += f" (not measured: over the budget once synthesised, {'; '.join(r['overruns'])})"
+        if r.get("passed_over"):
+            label += f" (next best: the first pick was over the budget once synthesised, {'; '.join(r['passed_over'])})"
         rows.append(
             (
                 label,
