@@ -157,8 +157,7 @@ def run(
             if (r := ratios.get(key)) and validate_ratio_designs
             for c in ("candidate", "baseline_candidate")
         ]
-        to_run: list[int] = []
-        designs: dict[int, dict] = {}
+        designs: dict[int, dict] = {}  # validated candidates, in validation order
 
         def validate_designs(indices) -> None:
             """Simulate whole and synthesise the candidates not validated yet."""
@@ -192,7 +191,6 @@ def run(
                         ),
                     )
                 )
-            to_run.extend(new)
             if not jobs:
                 return
             t0 = time.perf_counter()
@@ -286,7 +284,7 @@ def run(
         },
         "chosen": chosen,
         "baseline": baseline,
-        "validated": [designs[i] for i in to_run],
+        "validated": list(designs.values()),
         "ratios": ratios,
         "ceiling_sweep": ceiling_sweep(result),
         "pareto": [pareto_point(result, i) for i in result.pareto[:500]],
@@ -331,11 +329,15 @@ def repick_overrun_ratios(
     }
     for r in overran.values():
         fits = without_overrun(result.table, fits, r["candidate"], designs[r["candidate"]], budget)
+    narrowed = dataclasses.replace(result, fits=fits)
+    picked = {
+        c: baseline_ratios(narrowed, ceiling=c)
+        for c in {not r.get("ignores_worst_case_ceiling") for r in overran.values()}
+    }
     again = []
     for key, r in overran.items():
         ceiling = not r.get("ignores_worst_case_ceiling")
-        n = baseline_ratios(dataclasses.replace(result, fits=fits), ceiling=ceiling).get(key)
-        if n:
+        if n := picked[ceiling].get(key):
             ratios[key] = {
                 **n,
                 **({} if ceiling else {"ignores_worst_case_ceiling": True}),
