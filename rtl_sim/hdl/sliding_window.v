@@ -322,7 +322,10 @@ module sliding_window #(
             // A completed window is copied into an output register (flip-flops with a load
             // enable, no LUT) and beat j sends its slice j through an NB:1 multiplexer. A shift
             // register instead (load or shift per bit) measured 2,405 LUT at C = 16, SIMD = 2
-            // (Yosys builds wide mux trees for it) against 437 for the multiplexer.
+            // (Yosys builds wide mux trees for it) against 437 for the multiplexer. The slices
+            // are an array indexed by the beat: a part-select out_q[beat*SIMD*E +: SIMD*E]
+            // becomes a barrel shifter when SIMD*E is not a power of two (1-D, C = 16, K = 5,
+            // SIMD = 10: 707 LUT against 303).
             reg [WINW-1:0]  out_q;
             reg             out_v;
             reg             out_last;
@@ -332,7 +335,12 @@ module sliding_window #(
             wire out_free  = !out_v || (m_tready && beat_last);
             wire load      = advance && at_win;
             assign advance  = step_ok && (!at_win || out_free);
-            assign m_tdata  = out_q[beat*SIMD*E +: SIMD*E];
+            wire [SIMD*E-1:0] slice [0:NB-1];
+            genvar gb;
+            for (gb = 0; gb < NB; gb = gb + 1) begin : g_slice
+                assign slice[gb] = out_q[gb*SIMD*E +: SIMD*E];
+            end
+            assign m_tdata  = slice[beat];
             assign m_tvalid = out_v;
             assign m_tuser  = out_tag;
             assign m_tlast  = out_last && beat_last;

@@ -325,13 +325,13 @@ def test_lint(vl_env, top, params):
 # ---------------------------------------------------------------- synthesis
 
 
-def sw_synth(c=8, hw=28, k=3, e=4, simd=72, style="auto", pad=1):
+def sw_synth(c=8, hw=28, k=3, e=4, simd=72, style="auto", pad=1, dims=2):
     return (
         "sliding_window",
         {
-            "DIMS": 2,
+            "DIMS": dims,
             "C": c,
-            "IN_H": hw,
+            "IN_H": hw if dims == 2 else 1,
             "IN_W": hw,
             "K": k,
             "STRIDE": 1,
@@ -358,6 +358,9 @@ SYNTH_RUNS = {
     "mp_28x28x8": mp_synth(),
     "sw_7x7x16": sw_synth(c=16, hw=7, simd=144),
     "sw_7x7x16_simd2": sw_synth(c=16, hw=7, simd=2),
+    # 1-D, SIMD*E = 40 bits: a slice width that is not a power of two (mnist1d_cnn's blocks)
+    "sw_1d_20x16": sw_synth(c=16, hw=20, k=5, pad=2, simd=80, dims=1),
+    "sw_1d_20x16_simd10": sw_synth(c=16, hw=20, k=5, pad=2, simd=10, dims=1),
 }
 # The rest of the headers' resource tables: `python rtl_sim/tests/test_conv_blocks.py` prints all
 # (not in the test, for time).
@@ -416,6 +419,11 @@ def test_yosys_memories_and_resources(tmp_path):
     nb, simd = k * k * 16 // 2, 2
     extra = results["sw_7x7x16_simd2"][0]["LUT"] - results["sw_7x7x16"][0]["LUT"]
     assert extra <= simd * e * nb // 2, (extra, results["sw_7x7x16_simd2"])
+    # The same bound when a slice is not a power of two bits wide (a part-select at beat*40
+    # built a barrel shifter: 533 LUT more than the one-beat window, the bound is 160).
+    nb, simd = 5 * 16 // 10, 10
+    extra = results["sw_1d_20x16_simd10"][0]["LUT"] - results["sw_1d_20x16"][0]["LUT"]
+    assert extra <= simd * e * nb // 2, (extra, results["sw_1d_20x16_simd10"])
 
 
 if __name__ == "__main__":
