@@ -66,12 +66,14 @@
 //   map        C   SIMD  NB  RAM_STYLE  LUT   FF   BRAM18  LUTRAM  memory cells
 //   28x28      8    72    1  auto       162   421    0       44    11 RAM32M
 //   28x28      8    72    1  block      121   357    2        0    1 RAMB36E1
-//   28x28      8    24    3  auto       496   615    0       44    11 RAM32M
+//   28x28      8    24    3  auto       263   615    0       44    11 RAM32M
 //   28x28      8     8    9  auto       276   617    0       44    11 RAM32M
 //   28x28     16   144    1  auto       270   805    0       88    22 RAM32M
 //   14x14      8    72    1  auto       149   419    0       44    11 RAM32M
 //    7x7      16   144    1  auto       254   803    0       88    22 RAM32M
-//    7x7      16     2   72  auto       498  1194    0       88    22 RAM32M
+//    7x7      16     2   72  auto       513  1194    0       88    22 RAM32M
+//   1-D 20    16    80    1  (K = 5)    158   416    0        0    - (no line buffer in 1-D)
+//   1-D 20    16    10    8  (K = 5)    287   675    0        0    -
 // The line buffer (2 x 30 x 8 x 4 = 1,920 bits at 28x28x8) is LUTRAM or block RAM; the
 // flip-flops are the K x K window (KK*C*E = 288), the skid register and the read register. The
 // cost grows with the window (C), not with SIMD: NB > 1 adds the output register (KK*C*E FF
