@@ -7,9 +7,7 @@ L in {1, 2, 4, ..., max_simd * max_pe}; each matrix-vector layer of the block ta
 (SIMD, PE) pair with the most lanes SIMD*PE <= L that divides its IN/OUT within max_simd /
 max_pe (ties: the wider SIMD). Levels that give a block the same foldings are one option, and
 a level that does not lower the block's cycles per sample (its sliding window or its input
-stream already sets the pace) is none. A dense layer (one vector per sample) that can take all
-its outputs at once (PE = OUT) at a level is characterised that way too, where that makes the
-unit earlier than every option as fast (``unit_foldings``).
+stream already sets the pace) is none.
 
 Cycles are the generator's formulas (``HwBlock.ii``, ``rtl.block_timing``,
 ``DecisionFormat.latency``, fork/gate/merge latencies), checked against simulation of whole
