@@ -28,13 +28,12 @@ from dse_cases import (
 )
 
 from eehw import flow
-from eehw.dse.characterise import lane_levels, layer_folding, unit_foldings
+from eehw.dse.characterise import lane_levels, layer_folding
 from eehw.dse.compose import Composer
 from eehw.dse.exits import exit_configs, hardware_policies
 from eehw.dse.explore import chosen_design, dse_dir, ratio_overruns, repick_overrun_ratios, run
 from eehw.dse.search import Constraints, baseline_ratios, ceiling_sweep, search
 from eehw.errors import EehwError
-from eehw.hw.stages import Folding
 from eehw.hw.timing import pow2_depth
 from eehw.policy.logits import cached_logits
 
@@ -60,19 +59,6 @@ def test_lane_levels_and_layer_folding_are_the_stated_options():
         ]
         best = max(pairs)
         assert (f.simd * f.pe, f.simd, f.pe) == best
-
-
-def test_a_dense_layer_is_also_characterised_taking_all_its_outputs_at_once():
-    # 320 -> 10 dense at 12 lanes: 10 lanes, as SIMD 10 (ties to SIMD) and as PE 10 (all
-    # outputs at once, NF = 1); a conv (many positions) or a layer whose outputs exceed max_pe
-    # keeps the one folding.
-    dense = [("head", 320, 10, 1)]
-    assert unit_foldings(dense, 12, 32, 16) == [{"head": Folding(10, 1)}, {"head": Folding(1, 10)}]
-    assert unit_foldings(dense, 12, 32, 8) == [{"head": Folding(10, 1)}]
-    assert unit_foldings([("conv", 80, 10, 20)], 12, 32, 16) == [{"conv": Folding(10, 1)}]
-    # only the dense layer changes in a unit that has both
-    both = [("conv", 80, 10, 20), ("head", 320, 10, 1)]
-    assert unit_foldings(both, 24, 32, 16)[1] == {"conv": Folding(20, 1), "head": Folding(2, 10)}
 
 
 def test_composition_matches_hand_computed_throughput_latency_and_resources():

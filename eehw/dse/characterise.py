@@ -59,31 +59,14 @@ def lane_levels(max_simd: int, max_pe: int) -> list[int]:
     return levels + [top]
 
 
-def layer_folding(n_in: int, n_out: int, lanes: int, max_simd: int, max_pe: int, wide_pe: bool = False) -> Folding:
-    """The (SIMD, PE) pair with the most lanes <= ``lanes`` (ties: wider SIMD, or wider PE if
-    ``wide_pe``)."""
+def layer_folding(n_in: int, n_out: int, lanes: int, max_simd: int, max_pe: int) -> Folding:
+    """The (SIMD, PE) pair with the most lanes <= ``lanes`` (ties: wider SIMD)."""
     best = (0, 0, Folding(1, 1))
     for simd in (d for d in range(1, min(n_in, max_simd) + 1) if n_in % d == 0):
         for pe in (d for d in range(1, min(n_out, max_pe) + 1) if n_out % d == 0):
-            if simd * pe <= lanes and (simd * pe, pe if wide_pe else simd) > best[:2]:
-                best = (simd * pe, pe if wide_pe else simd, Folding(simd, pe))
+            if simd * pe <= lanes and (simd * pe, simd) > best[:2]:
+                best = (simd * pe, simd, Folding(simd, pe))
     return best[2]
-
-
-def unit_foldings(layers, lanes: int, max_simd: int, max_pe: int) -> list[dict[str, Folding]]:
-    """The foldings of a unit's layers characterised at one lane level: ties to the wider SIMD,
-    and where a dense layer (one vector per sample) can instead take all its outputs at once,
-    that too. mvu.v computes an NF = 1 vector as its beats arrive (last output 4 cycles after the
-    last input) but buffers an NF > 1 vector whole first (SF*NF + 4): for an exit head that is
-    the drain every later exit's path waits for (mnist1d_cnn's final head, 320 -> 10 at 8 lanes:
-    404 cycles at SIMD 8, 4 at 10 lanes as PE 10)."""
-    simd_first = {name: layer_folding(n_in, n_out, lanes, max_simd, max_pe) for name, n_in, n_out, _ in layers}
-    all_outputs = dict(simd_first)
-    for name, n_in, n_out, positions in layers:
-        wide = layer_folding(n_in, n_out, lanes, max_simd, max_pe, wide_pe=True)
-        if positions == 1 and wide.pe == n_out:
-            all_outputs[name] = wide
-    return [simd_first] if all_outputs == simd_first else [simd_first, all_outputs]
 
 
 @dataclass
@@ -191,11 +174,6 @@ def synth_job(top: str, files: dict[str, str], family: str) -> dict:
         return synthesize(paths, top, family, unit=_is_unit(top)).as_dict()
 
 
-def _no_later(a: Timing, b: Timing) -> bool:
-    """Every output of a unit with timing ``a`` is no later than with ``b``, whatever the input."""
-    return all(x <= y for x, y in zip(a.as_tuple(), b.as_tuple()))
-
-
 def _is_unit(top: str) -> bool:
     """A block or head synthesised as a unit (hierarchy kept); a glue module's char top whole."""
     return top != CHAR_TOP
@@ -265,16 +243,15 @@ def characterise(
     with tempfile.TemporaryDirectory(prefix="eehw-char-rtl-", dir=_tmp_root()) as tmp:
         for tag, src, src_base, keep, rename in sources:
             layers = [
-                (s.name, s.in_n, s.out_n, s.positions)
+                (s.name, s.in_n, s.out_n)
                 for b in list(src_base.blocks) + list(src_base.heads.values())
                 for s in b.stages
                 if isinstance(s, MvuStage)
             ]
-            for lanes, variant, foldings in (
-                (lanes, v, f) for lanes in levels for v, f in enumerate(unit_foldings(layers, lanes, max_simd, max_pe))
-            ):
+            for lanes in levels:
+                foldings = {name: layer_folding(n_in, n_out, lanes, max_simd, max_pe) for name, n_in, n_out in layers}
                 plan = plan_design(src, f"char{lanes}", None, foldings, max_simd, max_pe)
-                out_dir = Path(tmp) / f"{tag or 'own'}-l{lanes}{'-wide' if variant else ''}"
+                out_dir = Path(tmp) / f"{tag or 'own'}-l{lanes}"
                 generate(plan, margin, out_dir, src.exits)
                 for hw in list(plan.blocks) + [plan.heads[k] for k in plan.exits]:
                     if hw.name not in keep:
@@ -283,17 +260,13 @@ def characterise(
                     fold = {s.name: (s.folding.simd, s.folding.pe) for s in hw.stages if isinstance(s, MvuStage)}
                     if any(o.folding == fold for o in options[unit]):
                         continue
-                    timing = block_timing(hw)
                     # More lanes that no longer shorten the unit's cycles per sample (its sliding
-                    # window or input already sets the pace) only cost LUTs: not an option. The
-                    # all-outputs variant is one only where no option is as fast and as early.
-                    if variant == 0 and options[unit] and hw.ii >= options[unit][-1].ii:
-                        continue
-                    if variant and any(o.ii <= hw.ii and _no_later(o.timing, timing) for o in options[unit]):
+                    # window or input already sets the pace) only cost LUTs: not an option.
+                    if options[unit] and hw.ii >= options[unit][-1].ii:
                         continue
                     files = block_files(hw, out_dir)
                     key = _job_key(hw.module, files, board.family)
-                    option = UnitOption(unit, lanes, fold, hw.ii, timing, {}, hw)
+                    option = UnitOption(unit, lanes, fold, hw.ii, block_timing(hw), {}, hw)
                     options[unit].append(option)
                     wanted.append((option, key))
                     jobs.setdefault(key, (hw.module, files, board.family))
