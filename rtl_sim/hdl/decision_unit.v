@@ -308,7 +308,14 @@ module decision_unit #(
         wire last   = cnt == LAST_CNT;
         assign s_tready = last && free;            // cnt only advances with s_tvalid high, which holds to here
 
-        wire signed [LOGIT_W-1:0] z = s_tdata[pos*LOGIT_W +: LOGIT_W];
+        // The logits as an array indexed by pos: a part-select at pos*LOGIT_W is a barrel
+        // shifter when LOGIT_W is not a power of two (10 x 12 bits: 248 LUT against 136).
+        wire [LOGIT_W-1:0] logit [0:N_CLASSES-1];
+        genvar gz;
+        for (gz = 0; gz < N_CLASSES; gz = gz + 1) begin : g_logit
+            assign logit[gz] = s_tdata[gz*LOGIT_W +: LOGIT_W];
+        end
+        wire signed [LOGIT_W-1:0] z = logit[pos];
         wire [LOGIT_W:0]  gap  = {top1[LOGIT_W-1], top1} - {z[LOGIT_W-1], z};
         wire [TERM_W-1:0] term = {1'b1, {FRAC_BITS{1'b0}}} >> (gap >> SHIFT);
 
