@@ -420,7 +420,7 @@ def test_yosys_memories_and_resources(tmp_path):
     extra = results["sw_7x7x16_simd2"][0]["LUT"] - results["sw_7x7x16"][0]["LUT"]
     assert extra <= simd * e * nb // 2, (extra, results["sw_7x7x16_simd2"])
     # The same bound when a slice is not a power of two bits wide (a part-select at beat*40
-    # built a barrel shifter: 533 LUT more than the one-beat window, the bound is 160).
+    # built a barrel shifter: 533 LUT more than the one-beat window at TAG_W 16; the bound is 160).
     nb, simd = 5 * 16 // 10, 10
     extra = results["sw_1d_20x16_simd10"][0]["LUT"] - results["sw_1d_20x16"][0]["LUT"]
     assert extra <= simd * e * nb // 2, (extra, results["sw_1d_20x16_simd10"])
