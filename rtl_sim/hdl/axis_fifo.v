@@ -1,41 +1,47 @@
-// axis_fifo: AXI-Stream FIFO (tdata, tuser = tag, tlast) with registered outputs.
+// axis_fifo: AXI-Stream FIFO (tdata, tuser = tag, tlast).
 //
 // Capacity: exactly DEPTH beats (DEPTH >= 2). One beat per cycle in and out, sustained.
-// m_tvalid/m_tdata/m_tuser/m_tlast come straight from flip-flops (never from a RAM's read
-// port or from any tready). s_tready = !(RAM full) is a register-only signal: no combinational
-// path from m_tready to s_tready.
+// m_tvalid is a flip-flop; s_tready = !(array full) is a register-only signal: no combinational
+// path from m_tready to s_tready (nor from any tready to m_tvalid).
 //
 // RAM_STYLE picks where the beats (W + TAG_W + 1 bits each) are stored:
-//   "registers"   : flip-flops (an async-read array in FFs + 1 output register);
-//   "distributed" : LUTRAM (RAM32M / RAM64X1D / RAM128X1D...; async read) + 1 output register;
+//   "registers"   : flip-flops, read asynchronously at the read pointer (a multiplexer);
+//   "distributed" : LUTRAM (RAM32M / RAM64M / RAM128X1D...), read asynchronously;
+//     both: m_tdata/m_tuser/m_tlast are the array's read port, no output register. A register
+//     with a bypass for the empty FIFO would cost a LUT and two flip-flops per beat bit, more
+//     than the LUTRAM that holds 32 beats (RAM32M: 0.67 LUT a bit);
 //   "block"       : RAMB18E1 / RAMB36E1 (synchronous read) + a 2-beat output register FIFO
-//                   (prefetch); needs DEPTH >= 4 (a 2-beat array at least, for one beat per
-//                   cycle through the RAM; smaller DEPTH falls back to "registers");
+//                   (prefetch); m_* come from those registers. Needs DEPTH >= 4 (a 2-beat array
+//                   at least, for one beat per cycle through the RAM; smaller DEPTH falls back
+//                   to "registers");
 //   "auto"        : DEPTH <= 2 -> registers;
 //                   DEPTH > 64 and DEPTH*(W+TAG_W+1) >= 1024 bits -> block;
 //                   otherwise distributed.
-// Array sizes: registers/distributed keep DEPTH-1 beats in the array, block keeps DEPTH-2.
+// Array sizes: registers/distributed keep all DEPTH beats in the array, block keeps DEPTH-2.
 //
 // Timing (output always ready, FIFO empty/idle), every style:
 //   - latency: a beat accepted on clock edge n is on m_* right after edge n and can be taken
-//     on edge n+1 (1 cycle; the empty FIFO bypasses its RAM). For a sample of L beats fed
-//     back to back the first-beat and the last-beat latency are both 1 cycle;
+//     on edge n+1 (1 cycle; registers/distributed: written at edge n and read asynchronously;
+//     block: the empty FIFO bypasses its RAM). For a sample of L beats fed back to back the
+//     first-beat and the last-beat latency are both 1 cycle;
 //   - throughput: 1 beat per cycle (L cycles per L-beat sample), also when draining the RAM
 //     after a stall (the block style reads one beat ahead into its prefetch registers).
 // count = beats held (accepted, not yet taken), 0..DEPTH.
 //
 // Resources, Yosys 0.23 `synth_xilinx -family xc7 -flatten -noiopad`, measured with
 // `.venv/bin/python rtl_sim/tests/test_stream_plumbing.py` (RESOURCE_POINTS there); LUT
-// includes the LUTRAM LUTs; beat = W + TAG_W + 1 bits:
-//   DEPTH x beat  RAM_STYLE           LUT    FF  BRAM18  LUTRAM  memory cells
-//     2 x 32      auto (registers)     40    67     0       0    -
-//    16 x 16      auto (distributed)   55    34     0      12    3 RAM32M
-//    64 x 32      distributed         112    58     0      44    11 RAM64M
-//    64 x 32      registers          1010  2074     0       0    - (what LUTRAM saves)
+// includes the LUTRAM LUTs; beat = W + TAG_W + 1 bits. "before" is the same FIFO with an
+// output register and bypass (registers/distributed, until 2026-12-06):
+//   DEPTH x beat  RAM_STYLE           LUT    FF  BRAM18  LUTRAM  memory cells   before LUT/FF
+//     2 x 32      auto (registers)     41    70     0       0    -                  40/67
+//    16 x 16      auto (distributed)   46    18     0      12    3 RAM32M           55/34
+//    64 x 32      distributed          77    26     0      44    11 RAM64M         112/58
+//    64 x 32      registers           893  2074     0       0    - (what LUTRAM saves)
 //   512 x 36      auto / block         97   103     1       0    1 RAMB18E1
-//  2048 x 36      auto (block)        107   109     4       0    2 RAMB36E1
-// The fixed part (pointers, counters, `count`, output registers + bypass mux) is about
-// 25 LUT + beat LUT and 2*log2(DEPTH) + 1..2 beats of FF; the storage goes into the memory.
+//  2048 x 36      auto (block)        103   109     4       0    2 RAMB36E1
+// The fixed part (pointers, counters, `count`) is about 25 LUT and 2*log2(DEPTH) + 2 FF, plus
+// for block the two output registers (2 beats of FF) and their multiplexers (about a LUT per
+// beat bit); the storage goes into the memory.
 `default_nettype none
 
 module axis_fifo #(
@@ -83,7 +89,7 @@ module axis_fifo #(
         (RAM_STYLE == "block")       ? ((DEPTH >= 4) ? 2 : 0) :
         (DEPTH <= 2)                 ? 0 :
         (DEPTH > 64 && BITS >= 1024) ? 2 : 1;
-    localparam integer OUT_Q     = (STYLE == 2) ? 2 : 1;          // output registers
+    localparam integer OUT_Q     = (STYLE == 2) ? 2 : 0;          // output registers
     localparam integer RAM_DEPTH = DEPTH - OUT_Q;                 // beats in the array
     localparam integer ADDR_W    = (clog2(RAM_DEPTH) < 1) ? 1 : clog2(RAM_DEPTH);
     localparam integer CNT_W     = clog2(DEPTH + 1);
@@ -105,7 +111,6 @@ module axis_fifo #(
     reg  [ADDR_W-1:0] wr_ptr;
     reg  [ADDR_W-1:0] rd_ptr;
     reg  [RCNT_W-1:0] ram_count;
-    wire              ram_empty = (ram_count == {RCNT_W{1'b0}});
     wire              ram_full  = (ram_count == RAM_DEPTH[RCNT_W-1:0]);
     wire              in_fire   = s_tvalid && !ram_full;
     wire              ram_write;   // in_fire and the beat goes to the array
@@ -176,6 +181,7 @@ module axis_fifo #(
             reg  [BEAT_W-1:0] o0, o1;
             reg               v0, v1;
             reg               rd_pend;
+            wire              ram_empty = (ram_count == {RCNT_W{1'b0}});
             wire              pop    = v0 && m_tready;
             wire [1:0]        occ    = {1'b0, v0} + {1'b0, v1};
             wire [1:0]        after  = occ - {1'b0, pop};            // o0/o1 beats after the pop
@@ -212,30 +218,27 @@ module axis_fifo #(
                     o1 <= ram_q;
             end
         end else begin : g_out1
-            // One output register, loaded from the array head or (array empty) the input.
-            reg               v0;
-            reg  [BEAT_W-1:0] o0;
-            wire              load   = !v0 || m_tready;
-            wire              bypass = load && ram_empty;
+            // No output register: m_tdata/m_tuser/m_tlast are the array's asynchronous read at
+            // rd_ptr (LUTRAM or a register multiplexer), so a beat written at edge n is on m_*
+            // right after edge n (1-cycle latency with no bypass path) and the array holds all
+            // DEPTH beats. An output register with a bypass multiplexer would cost a LUT and two
+            // flip-flops per beat bit, more than the LUTRAM itself (RAM32M: 0.67 LUT a bit).
+            // m_tvalid is still a flip-flop: it is set whenever the array holds a beat after
+            // the edge.
+            reg v0;
+            wire pop = v0 && m_tready;
 
-            assign ram_read  = load && !ram_empty;
-            assign ram_write = in_fire && !bypass;
-            assign out_beat  = o0;
+            assign ram_read  = pop;
+            assign ram_write = in_fire;
+            assign out_beat  = ram_q;
             assign m_tvalid  = v0;
-            assign count     = ram_count + {{(CNT_W-1){1'b0}}, v0};
+            assign count     = ram_count;
 
             always @(posedge clk) begin
                 if (rst)
                     v0 <= 1'b0;
-                else if (load)
-                    v0 <= ram_read || in_fire;
-            end
-
-            always @(posedge clk) begin
-                if (ram_read)
-                    o0 <= ram_q;
-                else if (bypass && in_fire)
-                    o0 <= in_beat;
+                else
+                    v0 <= in_fire || (ram_count > {{(RCNT_W-1){1'b0}}, pop});
             end
         end
     endgenerate

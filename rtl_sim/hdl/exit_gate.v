@@ -40,15 +40,16 @@
 //   - if the decision is already at the head, a feature beat accepted on edge m goes out on
 //     m_feat at edge m+1 (the feature FIFO's 1-cycle latency): cut-through.
 // s_feat_tready and s_dec_tready are register-only (FIFO occupancy); m_*_tvalid are ANDs of
-// registers only; m_*_tdata/tuser/tlast come straight from registers.
+// registers only; m_*_tdata/tuser/tlast are the FIFOs' outputs (registers for a block-RAM
+// FIFO, the asynchronous read port of a LUTRAM or register FIFO).
 //
 // Resources: the feature FIFO (axis_fifo with W = FEAT_W, see its header) plus a DEC_DEPTH-beat
-// register FIFO for decisions, the tag compare and control. Yosys 0.23 synth_xilinx xc7
+// FIFO for decisions, the tag compare and control. Yosys 0.23 synth_xilinx xc7
 // (RESOURCE_POINTS in test_stream_plumbing.py; LUT includes LUTRAM), DEC_W = 16, TAG_W = 8:
 //   FEAT_W x DEPTH   feature memory        LUT   FF  BRAM18  LUTRAM
-//     32 x 64        auto -> distributed   178  120     0      56   (14 RAM64M)
-//     32 x 512       auto -> block         136  166     2       0   (1 RAMB36E1: 41-bit beats)
-//    128 x 256       auto -> block         229  355     4       0   (2 RAMB36E1)
+//     32 x 64        auto -> distributed   139   82     0      56   (14 RAM64M)
+//     32 x 512       auto -> block         139  169     2       0   (1 RAMB36E1: 41-bit beats)
+//    128 x 256       auto -> block         231  358     4       0   (2 RAMB36E1)
 `default_nettype none
 
 module exit_gate #(
