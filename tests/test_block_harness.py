@@ -217,3 +217,33 @@ def test_conv_block_limited_by_its_sliding_window_measures_the_planned_ii(tmp_pa
     assert hw.ii == 100
     result, expected = _run_block(design, hw)
     _check(result, expected, hw)
+
+
+TINY_FOLDED_POOL = """
+name: tiny_folded_pool
+seed: 0
+data: {name: digits}
+model: {backbone: cnn2d, widths: [8, 8], kernel: 3, pool: [1, 1], head_pool: 2, exits: [{after: 0, head: pool_linear}]}
+training: {epochs: 1, batch_size: 256}
+hardware:
+  max_simd: 8
+  max_pe: 8
+  folding: {heads.0.3: {simd: 2, pe: 5}}   # the head's dense: 2 lanes in, 5 out
+"""
+
+
+@pytest.mark.slow
+def test_pool_before_a_narrow_dense_is_channel_folded_and_equals_golden(tmp_path):
+    """A pool_linear head whose dense reads 2 of the 8 channels a beat (SF 64 x NF 2 = 128
+    cycles a sample): the plan splits the pixels into 2 beats of 4 channels before the pool
+    (64 pixels x 2 = 128 cycles, as slow as the dense and no slower), and the head equals the
+    golden model under gaps and stalls at that II."""
+    path = tmp_path / "tiny_folded_pool.yaml"
+    path.write_text(TINY_FOLDED_POOL)
+    design = flow.run(path, board="pynq-z2", stop_after="rtl")
+    hw = design.rtl["early_exit"].plan.heads[0]
+    pools = [s for s in hw.stages if s.module == "maxpool"]
+    assert [(p.c, p.fold, p.in_beat) for p in pools] == [(8, 2, 4)]
+    assert hw.ii == 128
+    result, expected = _run_block(design, hw, gap_p=0.2, stall_p=0.3, seed=7)
+    _check(result, expected, hw)

@@ -14,7 +14,7 @@ stage reads, a width converter (``dwc``) regroups them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import gcd
 
 import numpy as np
@@ -82,6 +82,29 @@ def _window_fifo(window: WindowStage, n_in: int, n_out: int, folding: Folding) -
     return FifoStage(window.name.replace(".window", ".fifo"), window.simd, window.e, window.out_beats, depth)
 
 
+def _pool_lanes(rest: list, pool: PoolStage, foldings: dict[str, Folding], max_simd: int, max_pe: int) -> int:
+    """Channels a beat for a max pool of ``c`` channels over ``pixels`` input pixels: all of them,
+    unless a dense layer reads the pooled map next (through a Flatten) with fewer lanes. Then
+    the pool takes the fewest channels a beat that are a multiple of the dense's SIMD, divide
+    ``c`` and keep the pool (``pixels * c / lanes`` cycles a sample) no slower than the dense
+    (its SF * NF): its comparators scale with those lanes, and a converter after it would split
+    the beats into SIMD slices anyway (about 480 LUT for 32 channels of 4 bits, 174 at 8 a beat)."""
+    c, pixels = pool.c, pool.height * pool.width
+    following = [op for op in rest if not isinstance(op, Flatten)][:1]
+    if not following or not isinstance(following[0], Dense):
+        return c
+    dense = following[0]
+    n_in, n_out = c * pool.out_beats, dense.weight.shape[0]
+    folding = foldings.get(dense.name) or default_folding(n_in, n_out, max_simd, max_pe)
+    if n_in % folding.simd or n_out % folding.pe:
+        return c  # plan_block reports the bad folding at the dense layer
+    dense_ii = (n_in // folding.simd) * (n_out // folding.pe)
+    for lanes in range(folding.simd, c, folding.simd):
+        if c % lanes == 0 and pixels * (c // lanes) <= dense_ii:
+            return lanes
+    return c
+
+
 def _row_fifo(name: str, beat: int, e: int, beats: int, width: int) -> FifoStage:
     """A FIFO of one input row before a later block's sliding window. The block before it
     emits a pooled row in a burst and then nothing for a row; the window, paced by its MVU,
@@ -140,7 +163,11 @@ def plan_block(
                 raise EehwError(f"{op.name}: the RTL max pool takes square windows with stride = window size")
             height, width = (shape[1], shape[2]) if dims == 2 else (1, shape[1])
             stage = PoolStage(op.name, dims, shape[0], height, width, op.kernel[0], bits, signed)
+            lanes = _pool_lanes(ops[i + 1 :], stage, foldings, max_simd, max_pe)
+            stages += _regroup(op.name + ".dwc", beat, lanes, n, bits)
+            stage = replace(stage, fold=shape[0] // lanes)
             stages.append(stage)
+            beat = lanes
             out_h, out_w = stage.out_hw
             shape = (shape[0], out_h, out_w) if dims == 2 else (shape[0], out_w)
             n = int(np.prod(shape))

@@ -237,7 +237,9 @@ class WindowStage(_SameWidth):
 
 @dataclass(frozen=True)
 class PoolStage(_SameWidth):
-    """maxpool.v: K x K (or K) max pooling with stride K of a pixel stream, one row of partial maxima."""
+    """maxpool.v: K x K (or K) max pooling with stride K of a pixel stream, one row of partial
+    maxima. ``fold`` > 1: each pixel comes as ``fold`` beats of c / fold channels (before a dense
+    layer that reads fewer lanes than c, the pool then needs only that many comparators)."""
 
     name: str
     dims: int
@@ -247,6 +249,7 @@ class PoolStage(_SameWidth):
     k: int
     e: int
     signed: bool
+    fold: int = 1  # beats a pixel
 
     module = "maxpool"
 
@@ -256,20 +259,20 @@ class PoolStage(_SameWidth):
 
     @property
     def in_beat(self) -> int:
-        return self.c
+        return self.c // self.fold
 
     @property
     def out_beat(self) -> int:
-        return self.c
+        return self.c // self.fold
 
     @property
     def in_beats(self) -> int:
-        return self.height * self.width
+        return self.height * self.width * self.fold
 
     @property
     def out_beats(self) -> int:
         out_h, out_w = self.out_hw
-        return out_h * out_w
+        return out_h * out_w * self.fold
 
     @property
     def params(self) -> dict[str, int]:
@@ -281,6 +284,7 @@ class PoolStage(_SameWidth):
             "K": self.k,
             "E": self.e,
             "SIGNED": int(self.signed),
+            "FOLD": self.fold,
         }
 
 

@@ -168,14 +168,14 @@ def window_timing(stage: WindowStage) -> Timing:
 
 
 def pool_timing(stage: PoolStage) -> Timing:
-    """maxpool.v header: one input beat a cycle; a pooled pixel leaves when its window's last
-    input arrives."""
+    """maxpool.v header: one input beat a cycle (FOLD beats a pixel); each beat of a pooled
+    pixel leaves when the same fold of its window's last input arrives."""
     kh = stage.k if stage.dims == 2 else 1
     out_h, out_w = stage.out_hw
-    n = stage.in_beats
-    last = (out_h * kh - 1) * stage.width + out_w * stage.k - 1 - n + 2
+    fold, n = stage.fold, stage.in_beats
+    last = ((out_h * kh - 1) * stage.width + out_w * stage.k - 1) * fold + fold - 1 - n + 2
     span, drain = _ending(n - 1, last)
-    return Timing.stage((kh - 1) * stage.width + stage.k, span, drain, stage.in_beats)
+    return Timing.stage(((kh - 1) * stage.width + stage.k - 1) * fold + 1, span, drain, stage.in_beats)
 
 
 def dwc_timing(stage: DwcStage) -> Timing:

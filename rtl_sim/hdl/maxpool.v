@@ -2,15 +2,17 @@
 // trailing rows/columns that do not fill a window are dropped (still consumed), 1-D or 2-D.
 //
 // Stream format (see the streaming contract):
-//   input:  pixel stream of the IN_H x IN_W map (1-D: IN_H = 1), one beat per position
-//           p = h*IN_W + w (row-major), channel c at s_tdata[c*E +: E]; s_tlast on the last
-//           beat (not needed: the module counts positions); s_tuser = the sample's tag.
-//   output: pixel stream of the OUT_H x OUT_W pooled map, OUT_W = IN_W / K,
+//   input:  pixel stream of the IN_H x IN_W map (1-D: IN_H = 1), FOLD beats per position
+//           p = h*IN_W + w (row-major); beat f of a pixel holds channels f*CB .. f*CB+CB-1,
+//           CB = C/FOLD, channel f*CB + c at s_tdata[c*E +: E]; s_tlast on the last beat (not
+//           needed: the module counts beats); s_tuser = the sample's tag.
+//   output: pixel stream of the OUT_H x OUT_W pooled map in the same FOLD beats a pixel,
+//           OUT_W = IN_W / K,
 //           OUT_H = IN_H / K (1-D: 1), y(oh, ow, c) = max over kh < KH, kw < K of
 //           x(oh*K + kh, ow*K + kw, c) (KH = K for 2-D, 1 for 1-D), compared as SIGNED or unsigned
 //           E-bit integers; m_tlast on the last output pixel; m_tuser = the tag on every beat.
 //
-// Implementation: one input pixel per cycle. A register keeps the running maximum over the
+// Implementation: one input beat per cycle. A register keeps the running maximum over the
 // pixels of the current window in the current row; at the window's last column kw = K-1 it is
 // combined with the row memory's partial maximum of that window column ow (rows above in the
 // same window row), and written back (kh < KH-1) or sent (kh = KH-1). The row memory (2-D with
@@ -18,18 +20,24 @@
 // the window's first column arrives, written at its last column), style RAM_STYLE:
 //   "block" (RAMB18E1), "distributed" (RAM32M / RAM64X1D), "registers" (flip-flops),
 //   "auto" = block if OUT_W*C*E >= 1024 bits and OUT_W > 64 words, else distributed.
+// FOLD > 1 (channel-folded, CB comparators instead of C): the running maximum is a FOLD-word
+// LUTRAM indexed by the beat's fold, and the row memory holds OUT_W*FOLD words of CB*E bits
+// (word ow*FOLD + fold), read asynchronously at the window's last column: "distributed" or
+// "registers" ("block" is an elaboration error; "auto" gives distributed).
 // Input: a one-beat skid register (pass-through when empty), s_tready = !skid_full (a register,
 // no combinational path from m_tready); output: one register (m_tvalid never depends on m_tready).
 //
 // Timing (exact, data independent), output always ready, idle module, input beats back to back,
-// t0 = the edge that transfers the first input beat: input pixel i transfers and is consumed at
-// edge t0 + i (one per cycle); output j, completed by input pixel i_j = (oh*K + KH-1)*IN_W +
-// ow*K + K-1, transfers at edge t0 + i_j + 1.
-//   FIRST-BEAT LATENCY = (KH-1)*IN_W + K cycles (first input edge -> first output edge)
-//   LAST-BEAT LATENCY  = i_L - N + 2, i_L = (OUT_H*KH - 1)*IN_W + OUT_W*K - 1, N = IN_H*IN_W
-//     (= 1 when no row/column is dropped; smaller, possibly <= 0, when floor mode drops
-//     trailing input after the last window: the last output can leave before the last input)
-//   CYCLES PER SAMPLE  = IN_H*IN_W (samples back to back; the input side moves every cycle)
+// t0 = the edge that transfers the first input beat: input beat b = i*FOLD + f (pixel i, fold
+// f) transfers and is consumed at edge t0 + b (one per cycle); output pixel j's fold f,
+// completed by input pixel i_j = (oh*K + KH-1)*IN_W + ow*K + K-1, transfers at edge
+// t0 + i_j*FOLD + f + 1.
+//   FIRST-BEAT LATENCY = ((KH-1)*IN_W + K-1)*FOLD + 1 cycles (first input edge -> first output edge)
+//   LAST-BEAT LATENCY  = i_L - N + 2, i_L = ((OUT_H*KH - 1)*IN_W + OUT_W*K - 1)*FOLD + FOLD-1,
+//     N = IN_H*IN_W*FOLD (= 1 when no row/column is dropped; smaller, possibly <= 0, when floor
+//     mode drops trailing input after the last window: the last output can leave before the
+//     last input)
+//   CYCLES PER SAMPLE  = IN_H*IN_W*FOLD (samples back to back; the input side moves every cycle)
 //
 // Resources (Yosys 0.23 synth_xilinx -family xc7 -flatten, TAG_W = 8, 2-D 28x28, K = 2, E = 4,
 // SIGNED = 1; `python rtl_sim/tests/test_conv_blocks.py` prints this table):
@@ -40,7 +48,18 @@
 //   8   block      220   131    1        0    1 RAMB18E1
 // LUTs scale with the channels (the lanes: about 25 LUT per 4-bit channel, two comparators and
 // muxes); the fixed part (counters, control) is about 40 LUT / 35 FF.
-// Parameter constraints: DIMS 1 or 2 (1-D: IN_H = 1); 1 <= K <= IN_W (2-D: K <= IN_H).
+// Channel-folded, same synthesis, TAG_W = 16, K = 2, E = 4, SIGNED = 1, auto:
+//   map          C   FOLD  lanes  LUT   FF
+//   1-D x 10     32    1    32    480  427
+//   1-D x 10     32    4     8    174  111   (mnist1d_cnn's pool head after block 2)
+//   1-D x 20     16    1    16    258  237
+//   1-D x 20     16    2     8    174  111
+//   2-D 28x28     8    1     8    244  179
+//   2-D 28x28     8    2     4    167   85
+//   2-D 14x14    16    1    16    441  304
+//   2-D 14x14    16    4     4    168   84
+// Parameter constraints: DIMS 1 or 2 (1-D: IN_H = 1); 1 <= K <= IN_W (2-D: K <= IN_H); FOLD
+// divides C.
 `default_nettype none
 
 module maxpool #(
@@ -51,13 +70,14 @@ module maxpool #(
     parameter integer K      = 2,   // window and stride
     parameter integer E      = 8,   // element width
     parameter integer SIGNED = 0,   // elements signed (1) or unsigned (0)
+    parameter integer FOLD   = 1,   // beats per pixel: C/FOLD channels a beat (FOLD divides C)
     parameter         RAM_STYLE = "auto",  // row memory: "auto", "block", "distributed", "registers"
     parameter integer TAG_W  = 8    // tuser (sample tag) width
 ) (
     input  wire                 clk,
     input  wire                 rst,       // synchronous, active high
 
-    input  wire [C*E-1:0]       s_tdata,
+    input  wire [C*E/FOLD-1:0]  s_tdata,
     input  wire                 s_tvalid,
     output wire                 s_tready,
     input  wire [TAG_W-1:0]     s_tuser,
@@ -65,7 +85,7 @@ module maxpool #(
     input  wire                 s_tlast,
     /* verilator lint_on UNUSEDSIGNAL */
 
-    output wire [C*E-1:0]       m_tdata,
+    output wire [C*E/FOLD-1:0]  m_tdata,
     output wire                 m_tvalid,
     input  wire                 m_tready,
     output wire [TAG_W-1:0]     m_tuser,
@@ -74,22 +94,26 @@ module maxpool #(
     localparam integer KH    = (DIMS == 2) ? K : 1;
     localparam integer OUT_W = IN_W / K;
     localparam integer OUT_H = (DIMS == 2) ? IN_H / K : 1;
-    localparam integer CE    = C * E;
+    localparam integer CE    = C / FOLD * E;    // bits of one beat (CB channels)
+    localparam integer CB    = C / FOLD;
+    localparam integer FW    = (FOLD > 1) ? $clog2(FOLD) : 1;
     localparam integer WW    = (IN_W > 1) ? $clog2(IN_W) : 1;
     localparam integer HW    = (IN_H > 1) ? $clog2(IN_H) : 1;
     localparam integer KW_W  = (K > 1) ? $clog2(K) : 1;
     localparam integer OWW   = $clog2(OUT_W + 1);
-    localparam integer MD    = (OUT_W > 1) ? OUT_W : 2;    // row memory depth
+    localparam integer MD    = (OUT_W * FOLD > 1) ? OUT_W * FOLD : 2;    // row memory depth (words of CB channels)
     localparam integer AW    = $clog2(MD);
-    localparam integer MEM_BITS = OUT_W * CE;
+    localparam integer MEM_BITS = MD * CE;
     /* verilator lint_off WIDTHEXPAND */
     localparam integer STYLE = (RAM_STYLE == "block") ? 1 : (RAM_STYLE == "registers") ? 2 :
                                (RAM_STYLE == "distributed") ? 0 :
                                (MEM_BITS >= 1024 && OUT_W > 64) ? 1 : 0;
+    localparam integer FOLD_BLOCK = (FOLD > 1 && KH > 1 && RAM_STYLE == "block") ? 1 : 0;
     /* verilator lint_on WIDTHEXPAND */
 
     generate
-        if (!(DIMS == 1 || DIMS == 2) || (DIMS == 1 && IN_H != 1) || K < 1 || OUT_W < 1 || OUT_H < 1) begin : g_bad_params
+        if (!(DIMS == 1 || DIMS == 2) || (DIMS == 1 && IN_H != 1) || K < 1 || OUT_W < 1 || OUT_H < 1
+            || FOLD < 1 || C % FOLD != 0 || FOLD_BLOCK != 0) begin : g_bad_params
             maxpool_bad_parameters u_error ();
         end
     endgenerate
@@ -119,6 +143,10 @@ module maxpool #(
     end
 
     // ---------------------------------------------------------------- position
+    // fo = the beat's fold (channels fo*CB ..); the pixel position moves on its last fold.
+    reg [FW-1:0]   fo;
+    wire           last_fold = (FOLD == 1) || ($signed({{(32 - FW){1'b0}}, fo}) == FOLD - 1);
+    wire           adv_px    = adv && last_fold;
     reg [WW-1:0]   w;
     reg [HW-1:0]   h;
     reg [KW_W-1:0] kw;
@@ -137,7 +165,14 @@ module maxpool #(
     wire in_win  = (ws < OUT_W * K) && (hs < OUT_H * KH);
     wire win_end = in_win && kw_end;           // the pixel completes a window's row part
     wire emit    = win_end && kh_end;          // ... and the window
-    wire at_last = emit && (ows == OUT_W - 1) && (hs == OUT_H * KH - 1);
+    wire at_last = emit && (ows == OUT_W - 1) && (hs == OUT_H * KH - 1) && last_fold;
+
+    always @(posedge clk) begin
+        if (rst || FOLD == 1)
+            fo <= {FW{1'b0}};
+        else if (adv)
+            fo <= last_fold ? {FW{1'b0}} : fo + 1'b1;
+    end
 
     always @(posedge clk) begin
         if (rst) begin
@@ -146,7 +181,7 @@ module maxpool #(
             kw <= {KW_W{1'b0}};
             kh <= {KW_W{1'b0}};
             ow <= {OWW{1'b0}};
-        end else if (adv) begin
+        end else if (adv_px) begin
             w  <= w_end ? {WW{1'b0}} : w + 1'b1;
             kw <= (w_end || kw_end) ? {KW_W{1'b0}} : kw + 1'b1;
             ow <= w_end ? {OWW{1'b0}} : (win_end ? ow + 1'b1 : ow);
@@ -167,7 +202,7 @@ module maxpool #(
         end
     endfunction
 
-    reg  [CE-1:0] racc;       // running maximum over the window's pixels in this row
+    wire [CE-1:0] racc;       // running maximum over the window's pixels in this row (this fold)
     wire [CE-1:0] hm;         // ... including this pixel
     wire [CE-1:0] part;       // partial maximum of the rows above (2-D), read from the row memory
     wire [CE-1:0] v;          // the window's maximum so far, including this pixel's row
@@ -176,7 +211,7 @@ module maxpool #(
 
     genvar gc;
     generate
-        for (gc = 0; gc < C; gc = gc + 1) begin : g_max
+        for (gc = 0; gc < CB; gc = gc + 1) begin : g_max
             wire [E-1:0] xi = px[gc*E +: E];
             wire [E-1:0] ri = racc[gc*E +: E];
             wire [E-1:0] hi = (first_col || gt(xi, ri)) ? xi : ri;
@@ -186,14 +221,53 @@ module maxpool #(
         end
     endgenerate
 
-    always @(posedge clk) begin
-        if (adv)
-            racc <= hm;
-    end
+    // One running maximum per fold: a register (FOLD = 1) or a FOLD-word LUTRAM read
+    // asynchronously at fo and written back at fo.
+    generate
+        if (FOLD == 1) begin : g_racc_reg
+            reg [CE-1:0] racc_q;
+            always @(posedge clk) begin
+                if (adv)
+                    racc_q <= hm;
+            end
+            assign racc = racc_q;
+        end else begin : g_racc_mem
+            (* ram_style = "distributed" *) reg [CE-1:0] racc_mem [0:FOLD-1];
+            always @(posedge clk) begin
+                if (adv)
+                    racc_mem[fo] <= hm;
+            end
+            assign racc = racc_mem[fo];
+        end
+    endgenerate
 
     // ---------------------------------------------------------------- row memory
     generate
-        if (KH > 1) begin : g_mem
+        if (KH > 1 && FOLD > 1) begin : g_mem_folded
+            // Word ow*FOLD + fo, read asynchronously at the window's last column (where v
+            // needs it) and written back in the same cycle: FOLD partials per window column
+            // cannot wait in one read register as they do below.
+            /* verilator lint_off UNUSEDSIGNAL */
+            wire [31:0]   addr_w = ows * FOLD + $signed({{(32 - FW){1'b0}}, fo});
+            /* verilator lint_on UNUSEDSIGNAL */
+            wire [AW-1:0] addr   = addr_w[AW-1:0];
+            wire we = adv && win_end && !kh_end;
+            if (STYLE == 2) begin : g_regs
+                (* ram_style = "registers" *) reg [CE-1:0] mem [0:MD-1];
+                always @(posedge clk) begin
+                    if (we)
+                        mem[addr] <= v;
+                end
+                assign part = mem[addr];
+            end else begin : g_dist
+                (* ram_style = "distributed" *) reg [CE-1:0] mem [0:MD-1];
+                always @(posedge clk) begin
+                    if (we)
+                        mem[addr] <= v;
+                end
+                assign part = mem[addr];
+            end
+        end else if (KH > 1) begin : g_mem
             wire [AW-1:0] addr = ow[AW-1:0];
             wire re = adv && in_win && first_col;       // read the partial of window column ow
             wire we = adv && win_end && !kh_end;        // write it back

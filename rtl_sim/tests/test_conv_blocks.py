@@ -223,13 +223,17 @@ def test_sliding_window(vl_env, tmp_path):
 # ---------------------------------------------------------------- maxpool
 
 
-def mp_timing(dims, h, w, k) -> dict:
-    """The maxpool.v header formulas."""
+def mp_timing(dims, h, w, k, fold=1) -> dict:
+    """The maxpool.v header formulas (FOLD beats a pixel)."""
     kh = k if dims == 2 else 1
     out_h, out_w = (h // k if dims == 2 else 1), w // k
     n = h * w
-    i_last = (out_h * kh - 1) * w + out_w * k - 1
-    return {"first_latency": (kh - 1) * w + k, "last_latency": i_last - n + 2, "cycles_per_sample": n}
+    i_last = ((out_h * kh - 1) * w + out_w * k - 1) * fold + fold - 1
+    return {
+        "first_latency": ((kh - 1) * w + k - 1) * fold + 1,
+        "last_latency": i_last - n * fold + 2,
+        "cycles_per_sample": n * fold,
+    }
 
 
 def pool_ref(x: np.ndarray, dims, k) -> np.ndarray:
@@ -241,17 +245,21 @@ def pool_ref(x: np.ndarray, dims, k) -> np.ndarray:
 
 
 MP_CASES = [
-    # dims, C, H, W, K, E, signed, RAM_STYLE
-    (2, 8, 14, 14, 2, 4, 1, "auto"),
-    (2, 4, 7, 9, 2, 5, 0, "block"),  # odd sizes: last row and column dropped
-    (2, 3, 9, 7, 3, 4, 1, "registers"),  # K = 3, last column dropped
-    (1, 16, 1, 21, 2, 4, 1, "auto"),  # 1-D odd
-    (1, 4, 1, 11, 4, 6, 0, "distributed"),  # 1-D, 3 trailing pixels dropped
+    # dims, C, H, W, K, E, signed, RAM_STYLE, FOLD
+    (2, 8, 14, 14, 2, 4, 1, "auto", 1),
+    (2, 4, 7, 9, 2, 5, 0, "block", 1),  # odd sizes: last row and column dropped
+    (2, 3, 9, 7, 3, 4, 1, "registers", 1),  # K = 3, last column dropped
+    (1, 16, 1, 21, 2, 4, 1, "auto", 1),  # 1-D odd
+    (1, 4, 1, 11, 4, 6, 0, "distributed", 1),  # 1-D, 3 trailing pixels dropped
+    # channel-folded (FOLD beats a pixel, C/FOLD channels a beat), as before a dense head
+    (1, 32, 1, 10, 2, 4, 1, "auto", 4),  # mnist1d_cnn's head after block 2: 32 channels, 8 a beat
+    (2, 8, 7, 9, 2, 4, 0, "auto", 2),  # 2-D, odd sizes: row memory of OUT_W * FOLD words
+    (2, 6, 9, 7, 3, 5, 1, "registers", 3),  # FOLD 3 (not a power of two), K = 3
 ]
 
 
 def mp_params(case) -> dict:
-    dims, c, h, w, k, e, signed, style = case
+    dims, c, h, w, k, e, signed, style, fold = case
     return {
         "DIMS": dims,
         "C": c,
@@ -261,30 +269,38 @@ def mp_params(case) -> dict:
         "E": e,
         "SIGNED": signed,
         "RAM_STYLE": style,
+        "FOLD": fold,
         "TAG_W": TAG_W,
     }
 
 
+def fold_beats(px: np.ndarray, e: int, tag: int, fold: int) -> list:
+    """(P, C) pixels -> [data, tag, last] beats of C/fold channels, fold beats a pixel in
+    channel order, last on the sample's last beat."""
+    parts = px.reshape(len(px) * fold, -1)
+    return [[pack(p, e), tag, int(i == len(parts) - 1)] for i, p in enumerate(parts)]
+
+
 def mp_prepare(case):
-    dims, c, h, w, k, e, signed, _style = case
-    rng = np.random.default_rng([dims, c, h, w, k, e, signed])
-    timing = mp_timing(dims, h, w, k)
+    dims, c, h, w, k, e, signed, _style, fold = case
+    rng = np.random.default_rng([dims, c, h, w, k, e, signed, fold])
+    timing = mp_timing(dims, h, w, k, fold)
     b2b = 4
-    samples = 1 + b2b + max(len(MIXES), min(40, 3000 // (h * w)))
+    samples = 1 + b2b + max(len(MIXES), min(40, 3000 // (h * w * fold)))
     maps = rand_elems(rng, (samples, h, w, c), e, signed=bool(signed))
-    outs = []
+    ins, outs = [], []
     for s in range(samples):
-        px = pool_ref(maps[s], dims, k).reshape(-1, c)
-        outs += [[pack(p, e), tag_of(s), int(i == len(px) - 1)] for i, p in enumerate(px)]
+        ins += fold_beats(maps[s].reshape(-1, c), e, tag_of(s), fold)
+        outs += fold_beats(pool_ref(maps[s], dims, k).reshape(-1, c), e, tag_of(s), fold)
     cfg = {
         "seed": int(rng.integers(1 << 30)),
-        "in_beats": pixel_beats(maps, e),
+        "in_beats": ins,
         "out_beats": outs,
-        "in_per_sample": h * w,
+        "in_per_sample": h * w * fold,
         "out_per_sample": len(outs) // samples,
         "samples": samples,
         "b2b": b2b,
-        "steps_per_sample": h * w,
+        "steps_per_sample": h * w * fold,
         "timing": timing,
         "mixes": MIXES,
     }
@@ -312,7 +328,12 @@ LINT_CASES = (
     ]
     + [
         ("maxpool", mp_params(c))
-        for c in [(2, 16, 28, 28, 2, 4, 1, "block"), (2, 2, 5, 5, 1, 4, 1, "auto"), (1, 1, 1, 5, 5, 3, 0, "auto")]
+        for c in [
+            (2, 16, 28, 28, 2, 4, 1, "block", 1),
+            (2, 2, 5, 5, 1, 4, 1, "auto", 1),
+            (1, 1, 1, 5, 5, 3, 0, "auto", 1),
+            (2, 16, 28, 28, 2, 4, 1, "auto", 8),
+        ]
     ]
 )
 
@@ -344,10 +365,21 @@ def sw_synth(c=8, hw=28, k=3, e=4, simd=72, style="auto", pad=1, dims=2):
     )
 
 
-def mp_synth(c=8, hw=28, k=2, e=4, style="auto"):
+def mp_synth(c=8, hw=28, k=2, e=4, style="auto", fold=1):
     return (
         "maxpool",
-        {"DIMS": 2, "C": c, "IN_H": hw, "IN_W": hw, "K": k, "E": e, "SIGNED": 1, "RAM_STYLE": style, "TAG_W": 8},
+        {
+            "DIMS": 2,
+            "C": c,
+            "IN_H": hw,
+            "IN_W": hw,
+            "K": k,
+            "E": e,
+            "SIGNED": 1,
+            "RAM_STYLE": style,
+            "FOLD": fold,
+            "TAG_W": 8,
+        },
     )
 
 
@@ -361,6 +393,9 @@ SYNTH_RUNS = {
     # 1-D, SIMD*E = 40 bits: a slice width that is not a power of two (mnist1d_cnn's blocks)
     "sw_1d_20x16": sw_synth(c=16, hw=20, k=5, pad=2, simd=80, dims=1),
     "sw_1d_20x16_simd10": sw_synth(c=16, hw=20, k=5, pad=2, simd=10, dims=1),
+    # a pool of 16 channels, and channel-folded to 4 a beat (before a dense head that reads 4)
+    "mp_14x14x16": mp_synth(c=16, hw=14),
+    "mp_14x14x16_fold4": mp_synth(c=16, hw=14, fold=4),
 }
 # The rest of the headers' resource tables: `python rtl_sim/tests/test_conv_blocks.py` prints all
 # (not in the test, for time).
@@ -373,6 +408,7 @@ TABLE_RUNS = {
     "mp_28x28x4": mp_synth(c=4),
     "mp_28x28x16": mp_synth(c=16),
     "mp_28x28x8_block": mp_synth(style="block"),
+    "mp_28x28x8_fold2": mp_synth(fold=2),
 }
 
 
@@ -424,6 +460,11 @@ def test_yosys_memories_and_resources(tmp_path):
     nb, simd = 5 * 16 // 10, 10
     extra = results["sw_1d_20x16_simd10"][0]["LUT"] - results["sw_1d_20x16"][0]["LUT"]
     assert extra <= simd * e * nb // 2, (extra, results["sw_1d_20x16_simd10"])
+    # The pool's comparators scale with the lanes: a quarter of the channels a beat costs at
+    # most half the LUTs (running maxima and row memory in LUTRAM, not in flip-flops).
+    full, folded = results["mp_14x14x16"][0], results["mp_14x14x16_fold4"]
+    assert folded[0]["LUT"] <= full["LUT"] // 2 and folded[0]["LUTRAM"] > 0, (full, folded)
+    assert folded[0]["FF"] < full["FF"] // 2, (full, folded)
 
 
 if __name__ == "__main__":
