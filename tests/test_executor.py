@@ -36,7 +36,8 @@ def test_yosys_jobs_on_dask_equal_local_processes(cluster, tmp_path, monkeypatch
     with executor(workers=2) as pool:
         local = run_jobs(pool, synth_job, _jobs())
     assert on_dask == local
-    assert local["merge"]["LUT"] > 0 and local["fork"]["FF"] >= 2 * 8  # real netlists, not empty ones
+    # real netlists, not empty ones: the fork keeps its beats (8 + 16 tag + 1 bits) in LUTRAM
+    assert local["merge"]["LUT"] > 0 and local["fork"]["LUTRAM"] >= 8
 
 
 def test_an_unreachable_scheduler_is_a_one_line_error():
