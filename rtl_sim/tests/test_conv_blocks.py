@@ -72,13 +72,16 @@ def run_cases(cases, tmp_path: Path, prepare):
         return list(pool.map(one, enumerate(cases)))
 
 
+def fold_beats(px: np.ndarray, e: int, tag: int, fold: int) -> list:
+    """(P, C) pixels -> [data, tag, last] beats of C/fold channels, fold beats a pixel in
+    channel order, last on the sample's last beat."""
+    parts = px.reshape(len(px) * fold, -1)
+    return [[pack(p, e), tag, int(i == len(parts) - 1)] for i, p in enumerate(parts)]
+
+
 def pixel_beats(maps: np.ndarray, e: int) -> list:
     """(S, H, W, C) -> [data, tag, last] per pixel, row-major."""
-    beats = []
-    for s, m in enumerate(maps):
-        px = m.reshape(-1, m.shape[-1])
-        beats += [[pack(p, e), tag_of(s), int(i == len(px) - 1)] for i, p in enumerate(px)]
-    return beats
+    return [beat for s, m in enumerate(maps) for beat in fold_beats(m.reshape(-1, m.shape[-1]), e, tag_of(s), 1)]
 
 
 # ---------------------------------------------------------------- sliding_window
@@ -272,13 +275,6 @@ def mp_params(case) -> dict:
         "FOLD": fold,
         "TAG_W": TAG_W,
     }
-
-
-def fold_beats(px: np.ndarray, e: int, tag: int, fold: int) -> list:
-    """(P, C) pixels -> [data, tag, last] beats of C/fold channels, fold beats a pixel in
-    channel order, last on the sample's last beat."""
-    parts = px.reshape(len(px) * fold, -1)
-    return [[pack(p, e), tag, int(i == len(parts) - 1)] for i, p in enumerate(parts)]
 
 
 def mp_prepare(case):
