@@ -9,7 +9,9 @@ import pytest
 
 from eehw import flow
 from eehw.errors import EehwError
+from eehw.hw import timing
 from eehw.hw.rtl.block_sim import BURST, design_block_sources, simulate_block
+from eehw.hw.rtl.sim import simulate
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +249,61 @@ def test_pool_before_a_narrow_dense_is_channel_folded_and_equals_golden(tmp_path
     assert hw.ii == 128
     result, expected = _run_block(design, hw, gap_p=0.2, stall_p=0.3, seed=7)
     _check(result, expected, hw)
+
+    # The whole design, every sample to the final exit one at a time: the gate waits for this
+    # head's decision, so the head is on the worst-case path. The bound counts on the blocks'
+    # beat spacing (eehw.hw.timing.chain_gaps); the simulation must stay within it, and the bound
+    # must be below the one that takes every stage's input as a burst (else spacing is not exercised).
+    rtl = design.rtl["early_exit"]
+    x_int = design.golden.quantize_input(design.data.x_test[:4])
+    worst = simulate(rtl, x_int, [None] * (len(rtl.plan.exits) - 1), one_at_a_time=True)
+    assert worst.latency.max() == worst.latency.min() <= rtl.latency_bound
+    assert rtl.latency_bound < _burst_bound(rtl)
+
+
+def _burst_bound(rtl) -> int:
+    """The final exit's bound with every stage's input taken as a burst (gap 1)."""
+    original = timing.chain_gaps
+    try:
+        timing.chain_gaps = lambda stages, *args, **kwargs: ([1] * len(list(stages)), (1, 1))
+        return timing.exit_paths(rtl.plan, rtl.decision)[-1].latency
+    finally:
+        timing.chain_gaps = original
+
+
+@pytest.mark.slow
+def test_a_folded_mvu_behind_a_strided_window_takes_its_stated_latency(tmp_path):
+    """Random model seed 183, block 0: a 1x1 window of stride 2 on a 7x8 map sends the windows
+    of a row 2 cycles apart into an MVU that needs 3 a vector (NF 3), after the skipped row left
+    it idle, so a row's windows queue up (stage by stage the bound was 65 cycles, 4 short). The
+    window and MVU bounded as one max-plus stage give the simulated first sample's latency."""
+    import torch
+
+    from eehw.hw.plan import plan_design
+    from eehw.hw.rtl.design import generate
+    from eehw.model.export import export_golden
+    from eehw.random_models import build_model, policy_and_thresholds, random_spec, renamed
+
+    spec = random_spec(183)
+    model, x = build_model(spec)
+    golden = export_golden(model, torch.from_numpy(x[:2]))
+    params, _ = policy_and_thresholds(spec, golden, golden.forward(x))
+    plan = renamed(plan_design(golden, "p183", None), "p183")
+    hw = plan.blocks[0]
+    window, mvu = hw.stages[0], hw.stages[1]
+    assert (window.k, window.stride, mvu.vector_ii, mvu.folding.simd) == (1, 2, 3, window.c)
+    rtl = generate(plan, params, tmp_path, golden.exits)
+    x_int = golden.quantize_input(x[:4])
+    result = simulate_block(
+        design_block_sources(rtl, hw.module),
+        hw.module,
+        _beats(x_int),
+        hw.in_w,
+        hw.out_beat,
+        hw.out_w,
+        hw.out_signed,
+        in_beats=hw.in_beats,
+        out_beats=hw.out_beats,
+    )
+    assert np.array_equal(result.outputs, _beats(golden.blocks[0](x[:4])))
+    assert result.latency[0] == timing.block_timing(hw).latency

@@ -40,7 +40,17 @@ from eehw.errors import EehwError
 from eehw.hw.plan import DecisionFormat, plan_design
 from eehw.hw.rtl.design import generate
 from eehw.hw.stages import Folding, HwBlock, MvuStage
-from eehw.hw.timing import Timing, block_timing, buffer_depth, pow2_depth, queue_depth
+from eehw.hw.timing import (
+    FORK_LATENCY,
+    Timing,
+    block_timing,
+    buffer_depth,
+    chain,
+    pow2_depth,
+    queue_depth,
+    segment_timings,
+    streaming,
+)
 from eehw.model.golden import GoldenModel
 from eehw.paths import cache_dir
 from eehw.policy.policies import PolicyName, PolicyParams
@@ -98,6 +108,17 @@ class UnitOption:
             "latency": self.latency,
             "resources": self.resources,
         }
+
+
+def segment(options: list[UnitOption], fork_beats: int) -> list[Timing]:
+    """The Timings of directly connected blocks and the exit head after them (the head's with
+    its fork, ``fork_beats`` > 0) at these options: eehw.hw.timing.segment_timings on their
+    stages. Options known only by their figures keep their own timings (the head's after the fork)."""
+    if all(getattr(o.hw, "stages", None) for o in options):
+        blocks, head = segment_timings([o.hw for o in options[:-1]], options[-1].hw, fork_beats)
+        return [*blocks, head]
+    fork = [streaming(FORK_LATENCY, fork_beats)] if fork_beats else []
+    return [o.timing for o in options[:-1]] + [chain([*fork, options[-1].timing])]
 
 
 @dataclass

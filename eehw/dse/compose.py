@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from eehw.dse.characterise import RESOURCE_KEYS, Characterisation
+from eehw.dse.characterise import RESOURCE_KEYS, Characterisation, segment
 from eehw.dse.exits import ExitConfig
 from eehw.errors import EehwError
 from eehw.hw.timing import (
     FIFO_LATENCY,
-    FORK_LATENCY,
     GATE_RESULT_LATENCY,
     MERGE_LATENCY,
     buffer_depth,
@@ -38,6 +37,7 @@ class Composer:
     ec: ExitConfig
     units: list[str] = field(init=False)
     reach: list[float] = field(init=False)
+    _segments: dict = field(init=False, default_factory=dict, repr=False)  # (exit, options) -> timings
 
     def __post_init__(self):
         c, ec = self.char, self.ec
@@ -64,13 +64,11 @@ class Composer:
         n_blocks = ec.positions[-1] + 1
         res = {r: np.zeros(len(choice)) for r in RESOURCE_KEYS}
         load = np.zeros(len(choice))
-        lat_unit = []
         for m, unit in enumerate(self.units):
             for r in RESOURCE_KEYS:
                 res[r] += self.table(unit, r)[choice[:, m]]
             load = np.maximum(load, self.reach[m] * self.table(unit, "ii")[choice[:, m]])
-            timings = np.array([o.timing.as_tuple() for o in self.char.options[unit]], dtype=np.float64)
-            lat_unit.append(tuple(timings[choice[:, m], j] for j in range(4)))
+
         fmt = c.formats[ec.policy]
         # Glue: a decision unit per exit (serial or pipelined, as its head's option allows), the
         # merge, and a fork + conditional buffer + forward queue per early exit. A gate pops each
@@ -104,6 +102,8 @@ class Composer:
                 res[r] += table[choice[:, h], choice[:, b]]
 
         # Path latency of each exit: rtl.exit_paths on arrays (RtlDesign.latency_bound is the final exit's).
+        lat_unit = self._unit_timings(choice)
+
         def const(t):
             return tuple(np.full(len(choice), float(v)) for v in t.as_tuple())
 
@@ -116,9 +116,8 @@ class Composer:
                 path = lat_unit[b] if path is None else compose_arrays(path, lat_unit[b])
             beats = self.char.options[self.char.blocks[p]][0].hw.out_beats
             final = k == len(ec.positions) - 1
-            to_dec = path if final else compose_arrays(path, const(streaming(FORK_LATENCY, beats)))
             d = dec_latency[k]
-            to_dec = compose_arrays(compose_arrays(to_dec, lat_unit[n_blocks + k]), (d, d, d, d))
+            to_dec = compose_arrays(compose_arrays(path, lat_unit[n_blocks + k]), (d, d, d, d))
             if final:
                 exit_lat.append(compose_arrays(to_dec, merge)[2])
             else:
@@ -134,6 +133,23 @@ class Composer:
             "worst_latency": exit_lat[-1],
             "exit_latency": exit_lat.T,
         }
+
+    def _unit_timings(self, choice: np.ndarray) -> list[tuple]:
+        """Every unit's Timing per row of ``choice`` (timing.segment_timings: a unit's spacing
+        depends on the units before and after it up to the exit's gate), as the 4 arrays
+        ``compose_arrays`` takes."""
+        ec, n_blocks = self.ec, self.ec.positions[-1] + 1
+        out = np.zeros((len(self.units), len(choice), 4))
+        for k, p in enumerate(ec.positions):
+            start = 0 if k == 0 else ec.positions[k - 1] + 1
+            cols = [*range(start, p + 1), n_blocks + k]
+            fork_beats = 0 if k == len(ec.positions) - 1 else self.char.options[self.units[p]][0].hw.out_beats
+            for row, key in enumerate(map(tuple, choice[:, cols])):
+                if (k, key) not in self._segments:
+                    opts = [self.char.options[self.units[c]][o] for c, o in zip(cols, key)]
+                    self._segments[(k, key)] = np.array([t.as_tuple() for t in segment(opts, fork_beats)])
+                out[cols, row] = self._segments[(k, key)]
+        return [tuple(out[m, :, j] for j in range(4)) for m in range(len(self.units))]
 
     def _feat_w(self, position: int) -> int:
         return self.char.options[self.char.blocks[position]][0].hw.out_bits

@@ -25,6 +25,17 @@ its characterised units the way the generator composes stages (``compose_arrays`
 fed at full rate from cycle 0 the latency (first input beat -> last output beat) is ``lf``. It
 is an upper bound; where one stage dominates and the rest stream at full rate it is exact, and
 the simulation measures the true figure either way.
+
+Where a stage's input beats are known to come at least ``gap`` cycles apart (``chain_gaps``:
+an exit head or a block behind a block that sends a pooled pixel every few cycles), the first
+output that needs ``needs`` beats is at most ``first - (needs - 1) - (in_beats - needs) * gap``
+after the last input beat. ``segment_timings`` applies it to the blocks between two gates and
+the head after them (a segment starts with a burst: the design's input or a forward queue).
+A stage that waits on another stage's pace is bounded with it: a sliding window and the MVU
+it feeds are one max-plus stage (``window_mvu_timing``), since a folded MVU behind a strided
+window queues a whole row of windows. The measured worst case of every validated design is
+checked against the bound (eehw.hw.measure), and the random-model property test compares the
+two on 200 models.
 """
 
 from __future__ import annotations
@@ -49,8 +60,11 @@ class Timing:
     ll: int
 
     @classmethod
-    def stage(cls, first: int, span: int, drain: int, in_beats: int) -> "Timing":
-        return cls(first, first - (in_beats - 1), span + drain, drain)
+    def stage(cls, first: int, span: int, drain: int, in_beats: int, gap: int = 1, needs: int = 1) -> "Timing":
+        """``needs``: input beats the first output waits for (it leaves ``first - (needs - 1)``
+        cycles after the last of them); ``gap``: fewest cycles between input beats, so that one
+        is at least ``(in_beats - needs) * gap`` before the sample's last input beat."""
+        return cls(first, first - (needs - 1) - max(0, in_beats - needs) * gap, span + drain, drain)
 
     @property
     def latency(self) -> int:
@@ -90,9 +104,9 @@ def single_beat(cycles: int) -> Timing:
     return Timing.stage(cycles, 0, cycles, 1)
 
 
-def streaming(cycles: int, beats: int) -> Timing:
+def streaming(cycles: int, beats: int, gap: int = 1) -> Timing:
     """A register stage on a stream of ``beats`` beats, one a cycle (requant, fork)."""
-    return Timing.stage(cycles, beats - 1, cycles, beats)
+    return Timing.stage(cycles, beats - 1, cycles, beats, gap)
 
 
 def compose_arrays(a: tuple, b: tuple) -> tuple:
@@ -115,7 +129,7 @@ GATE_RESULT_LATENCY = 1  # exit_gate.v: decision handshake -> m_res beat
 MERGE_LATENCY = 1
 
 
-def mvu_timing(stage: MvuStage) -> Timing:
+def mvu_timing(stage: MvuStage, gap: int = 1) -> Timing:
     """mvu.v header: a vector of SF = IN/SIMD beats, II = SF*NF cycles per vector; NF = 1
     computes each beat as it arrives (first beat out SF + 3 cycles after the vector's first,
     last 4 after its last), NF > 1 buffers the vector in a ping-pong memory (first SF*NF + SF + 3,
@@ -127,7 +141,7 @@ def mvu_timing(stage: MvuStage) -> Timing:
     first = sf + 3 if nf == 1 else ii + sf + 3
     total = first + (stage.positions - 1) * ii  # first input beat -> last output, input at full rate
     drain = 4 if nf == 1 else (ii + 4 if stage.positions == 1 else 2 * ii - sf + 4)
-    return Timing.stage(first, total - drain, drain, stage.in_beats)
+    return Timing.stage(first, total - drain, drain, stage.in_beats, gap, needs=sf)
 
 
 def _ending(span: int, last_latency: int) -> tuple[int, int]:
@@ -136,9 +150,10 @@ def _ending(span: int, last_latency: int) -> tuple[int, int]:
     return (span, last_latency) if last_latency >= 0 else (span + last_latency, 0)
 
 
-def window_timing(stage: WindowStage) -> Timing:
+def window_timing(stage: WindowStage, gap: int = 1) -> Timing:
     """sliding_window.v header: a scan of the padded map, one step a cycle, waiting at a window
-    position until the previous window's NB beats have left."""
+    position until the previous window's NB beats have left. The first window needs the input
+    pixels up to its last one that is not padding."""
     kh = stage.k if stage.dims == 2 else 1
     wp = stage.width + 2 * stage.pad
     out_h, out_w = stage.out_hw
@@ -164,10 +179,12 @@ def window_timing(stage: WindowStage) -> Timing:
     ]
     last_in = step_edge(last_pixels[0]) + 1 if len(last_pixels) == 2 else 0
     span, drain = _ending(last_in, loads[-1] + nb - last_in)
-    return Timing.stage(wins[0] + 1, span, drain, stage.in_beats)
+    edge = stage.k - 1 - stage.pad  # the first window's last real row and column
+    needs = (edge * stage.width if stage.dims == 2 else 0) + min(stage.width, edge + 1)
+    return Timing.stage(wins[0] + 1, span, drain, stage.in_beats, gap, needs=max(1, needs))
 
 
-def pool_timing(stage: PoolStage) -> Timing:
+def pool_timing(stage: PoolStage, gap: int = 1) -> Timing:
     """maxpool.v header: one input beat a cycle (FOLD beats a pixel); each beat of a pooled
     pixel leaves when the same fold of its window's last input arrives."""
     kh = stage.k if stage.dims == 2 else 1
@@ -175,35 +192,229 @@ def pool_timing(stage: PoolStage) -> Timing:
     fold, n = stage.fold, stage.in_beats
     last = ((out_h * kh - 1) * stage.width + out_w * stage.k - 1) * fold + fold - 1 - n + 2
     span, drain = _ending(n - 1, last)
-    return Timing.stage(((kh - 1) * stage.width + stage.k - 1) * fold + 1, span, drain, stage.in_beats)
+    first = ((kh - 1) * stage.width + stage.k - 1) * fold + 1
+    return Timing.stage(first, span, drain, stage.in_beats, gap, needs=first)
 
 
-def dwc_timing(stage: DwcStage) -> Timing:
+def dwc_timing(stage: DwcStage, gap: int = 1) -> Timing:
     """dwc.v header: splitting a beat into R sends one a cycle (first 1 cycle after the input,
     the last R after the last input); gathering R beats sends the result 1 cycle after the R-th."""
     if stage.in_n > stage.out_n:
-        r = stage.in_n // stage.out_n
-        return Timing.stage(1, (stage.in_beats - 1) * r, r, stage.in_beats)
-    return Timing.stage(stage.out_n // stage.in_n, stage.in_beats - 1, 1, stage.in_beats)
+        # It takes a beat every R cycles: beats offered faster than that queue up, and with the
+        # first one early and the rest gap apart at the end the last leaves (n-2)*(R-gap) late.
+        r, n = stage.in_n // stage.out_n, stage.in_beats
+        return Timing(1, 1 - (n - 1) * gap, n * r, r + max(0, n - 2) * max(0, r - gap))
+    r = stage.out_n // stage.in_n
+    return Timing.stage(r, stage.in_beats - 1, 1, stage.in_beats, gap, needs=r)
 
 
-def stage_timing(stage) -> Timing:
-    """One stage's timing (eehw.hw.timing) from its module header's formulas."""
+def _window_mvu_run(w: WindowStage, m: MvuStage, arrivals: list[int]) -> tuple[int, int]:
+    """(first, last) output edge of a sliding window feeding an MVU for input beats offered at
+    ``arrivals``, from the two headers' timing rules: the scan takes one step a cycle and a real
+    pixel no earlier than it is offered, waits at a window until the previous window's last beat
+    has left (NB = 1: at any step while the window is held); the MVU takes a vector's beats one a
+    cycle into a free bank (NF > 1: two banks, one freed when its vector's NF passes are done),
+    computes a vector in II cycles once its last beat is in and the previous one is done, and sends
+    it L_last = II + 4 cycles after its last beat on an idle unit (NF = 1: 4, no buffer)."""
+    kh = w.k if w.dims == 2 else 1
+    ph = w.pad if w.dims == 2 else 0
+    wp = w.width + 2 * w.pad
+    out_h, out_w = w.out_hw
+    wins = {(kh - 1 + oh * w.stride) * wp + w.k - 1 + ow * w.stride for oh in range(out_h) for ow in range(out_w)}
+    nb = w.window // w.simd
+    sf = m.in_n // m.folding.simd
+    ii = m.vector_ii
+    nf = m.out_n // m.folding.pe
+    real = [r * wp + x for r in range(ph, ph + w.height) for x in range(w.pad, w.pad + w.width)]
+    pixel, t, held_until, last_beat = 0, arrivals[0], NEVER, NEVER
+    computed: list[int] = []  # NF > 1: the edge each vector's compute starts
+    outs: list[int] = []
+    for step in range(max(max(wins), real[-1]) + 1):
+        if step:
+            t = max(t + 1, held_until)
+        if pixel < len(real) and step == real[pixel]:
+            t = max(t, arrivals[pixel])
+            pixel += 1
+            t_last_pixel = t
+        if step not in wins:
+            continue
+        t = max(t, last_beat)  # the previous window's beats have left
+        beat = t
+        free = computed[-2] + ii if nf > 1 and len(computed) >= 2 else NEVER  # this vector's bank
+        for _ in range(nb):
+            beat = max(beat + 1, free)
+        last_beat = beat
+        held_until = beat if nb == 1 else NEVER
+        if nf == 1:
+            outs.append(beat + 4)
+        else:
+            start = max(beat + 1, computed[-1] + ii if computed else NEVER)
+            computed.append(start)
+            outs.append(start + ii + 3)
+    assert nb == sf and len(outs) == m.positions, (w.name, m.name)
+    # A window that drops trailing input (floor mode) can send its last beat before the last
+    # input pixel; the stage still ends no earlier than that pixel, so that a bound ending at a
+    # result also covers every stage being done with the sample (the next one finds them idle).
+    return outs[0], max(outs[-1], t_last_pixel)
+
+
+def window_mvu_timing(w: WindowStage, m: MvuStage, gap: int = 1) -> Timing:
+    """A convolution (sliding window then MVU) as one stage. Apart, the MVU's drain would have
+    to allow for a whole row of windows queued behind a folded MVU (the windows of a row come
+    STRIDE pixels apart, faster than II, after the rows a stride skips left the MVU idle:
+    random model seed 183, 69 cycles against a 65-cycle bound taken stage by stage). Both modules
+    only ever wait for an input or for each other (max and plus), so the output edges are a
+    max-plus function of the input beats' edges, and inputs offered no earlier than at full rate
+    from the first beat f or no later than ``gap`` apart up to the last beat l give
+    out <= max(f + out(full rate from 0), l + out(gap apart, ending at 0))."""
+    n = w.in_beats
+    ff, lf = _window_mvu_run(w, m, list(range(n)))
+    fl, ll = _window_mvu_run(w, m, [-(n - 1 - i) * gap for i in range(n)])
+    return Timing(ff, fl, lf, ll)
+
+
+def stages_timing(stages, gaps) -> Timing:
+    """A chain of stages at their input gaps, a sliding window and the MVU it feeds taken as one."""
+    stages, gaps, parts, i = list(stages), list(gaps), [], 0
+    while i < len(stages):
+        s = stages[i]
+        if isinstance(s, WindowStage) and i + 1 < len(stages) and isinstance(stages[i + 1], MvuStage):
+            parts.append(window_mvu_timing(s, stages[i + 1], gaps[i]))
+            i += 2
+        else:
+            parts.append(stage_timing(s, gaps[i]))
+            i += 1
+    return chain(parts)
+
+
+@dataclass(frozen=True)
+class ForkStage:
+    """axis_fork.v as a stage of an exit path (it passes each beat on as it comes)."""
+
+    beats: int
+
+
+def stage_timing(stage, gap: int = 1) -> Timing:
+    """One stage's timing from its module header's formulas, its input beats at least ``gap``
+    cycles apart (the sliding window's scan is taken at full rate whatever the gap)."""
     if isinstance(stage, MvuStage):
-        return mvu_timing(stage)
+        return mvu_timing(stage, gap)
     if isinstance(stage, WindowStage):
-        return window_timing(stage)
+        return window_timing(stage, gap)
     if isinstance(stage, PoolStage):
-        return pool_timing(stage)
+        return pool_timing(stage, gap)
     if isinstance(stage, DwcStage):
-        return dwc_timing(stage)
+        return dwc_timing(stage, gap)
     if isinstance(stage, FifoStage):
-        return streaming(FIFO_LATENCY, stage.beats)
-    return streaming(REQUANT_LATENCY, stage.beats)
+        return streaming(FIFO_LATENCY, stage.beats, gap)
+    if isinstance(stage, ForkStage):
+        return streaming(FORK_LATENCY, stage.beats, gap)
+    return streaming(REQUANT_LATENCY, stage.beats, gap)
+
+
+# Beat spacing. A stage's ``fl`` term assumes its input beats may all come back to back at the
+# end of the sample. Behind a block they cannot: block 0 of mnist1d_cnn sends a pooled pixel every
+# 2 cycles at best, so a width converter that splits each into 2 beats for a channel-folded pool
+# never backs up, yet at gap 1 the bound charged the head 15 cycles for that backlog; a block fed
+# by a pooling block sees a pixel every 16 cycles, not a burst. The spacing at an interface is the
+# upstream's natural output spacing while nothing downstream stalls it before the sample's last
+# input beat is in; a stage that stalls by its own pace (a splitting converter takes a beat every
+# R cycles) takes beats no closer than that, and one whose output may be stalled may see a burst.
+# A spacing is (gap, group): the fewest cycles between beats, and between the first beats of
+# consecutive windows (a sliding window's NB beats leave back to back, its windows are further
+# apart; for any other stream each beat is its own group).
+
+
+def out_spacing(stage, gap: int, group: int) -> tuple[int, int]:
+    """A stage's output spacing while its output is free, its input at (gap, group)."""
+    if isinstance(stage, MvuStage):
+        sf = stage.in_n // stage.folding.simd
+        o = max(stage.vector_ii, group, sf * gap)  # one beat a vector
+        return o, o
+    if isinstance(stage, WindowStage):
+        # The windows follow their pixels (one per stride pixels along a row), but padding sends
+        # windows back to back: a 2-D window's right padding at every row end, a 1-D window's
+        # trailing padding after the last input (a spacing holds up to the sample's last beat:
+        # random model seed 184, whose 1-D padded window sent its last two windows a cycle apart
+        # into a block taken as fed 4 apart, measured 3 cycles over).
+        nb = stage.window // stage.simd
+        if stage.pad:
+            return 1, nb
+        return 1, max(nb, stage.stride * gap if stage.dims == 1 else gap)
+    if isinstance(stage, PoolStage):
+        o = gap if stage.fold > 1 else stage.k * gap  # windows do not overlap (stride K)
+        return o, o
+    if isinstance(stage, DwcStage):
+        o = 1 if stage.in_n > stage.out_n else (stage.out_n // stage.in_n) * gap
+        return o, o
+    return gap, group
+
+
+def accept_gap(stage) -> int:
+    """Fewest cycles between the input beats a stage takes (a splitting converter: one every R)."""
+    if isinstance(stage, DwcStage) and stage.in_n > stage.out_n:
+        return stage.in_n // stage.out_n
+    return 1
+
+
+def keeps_pace(stage, gap: int, group: int) -> bool:
+    """Whether a stage whose output is free never stalls input at (gap, group) before the sample's
+    last input beat. sliding_window.v waits at a window until the previous window's NB beats have
+    left (and at a 2-D row end for its padding windows and steps); mvu.v with NF = 1 keeps
+    s_tready high, with NF > 1 holds two vectors, so vectors at least II apart never wait, the
+    third one's bank being free by then (with the pipeline's 4 cycles to spare)."""
+    if isinstance(stage, WindowStage):
+        nb = stage.window // stage.simd
+        return gap >= (nb if stage.dims == 1 else (1 + stage.pad) * nb + 2 * stage.pad)
+    if isinstance(stage, MvuStage):
+        sf = stage.in_n // stage.folding.simd
+        if stage.positions == 1 or sf == stage.vector_ii:
+            return True
+        v = max(group, sf * gap)
+        return v >= stage.vector_ii and 2 * v >= sf + stage.vector_ii + 4
+    return gap >= accept_gap(stage)
+
+
+def chain_gaps(stages, gap: int = 1, free_tail: bool = True) -> tuple[list[int], tuple[int, int]]:
+    """The input gap each stage of a chain can count on, and the chain's output spacing while its
+    output is free, for input beats ``gap`` apart (gap 1: a burst, as a forward queue sends).
+    ``free_tail``: nothing after the chain stalls it within a sample (a head's decision unit
+    takes its one beat); otherwise every stage may see a burst."""
+    stages = list(stages)
+    stalled = [False] * len(stages) + [not free_tail]  # stalled[i]: stage i's input may be stalled
+    while True:
+        gaps, spacings, (g, grp) = [], [], (gap, gap)
+        for i, s in enumerate(stages):
+            if stalled[i + 1]:
+                g, grp = 1, 1
+            elif not keeps_pace(s, g, grp):
+                g, grp = min(g, accept_gap(s)), min(grp, accept_gap(s))
+            gaps.append(g)
+            spacings.append((g, grp))
+            g, grp = out_spacing(s, g, grp)
+        again = list(stalled)
+        for i in reversed(range(len(stages))):
+            again[i] = again[i + 1] or not keeps_pace(stages[i], *spacings[i])
+        if again == stalled:
+            return gaps, (g, grp)
+        stalled = again
+
+
+def segment_timings(blocks: list[HwBlock], head: HwBlock, fork_beats: int = 0) -> tuple[list[Timing], Timing]:
+    """Directly connected blocks (fed by a burst: the design's input or a forward queue) and the
+    exit head after the last of them, behind its fork for an early exit (``fork_beats``: the
+    block's beats a sample; the fork's other side, the conditional buffer, holds a whole sample):
+    each block's Timing and the fork + head's, every stage at the spacing it can count on."""
+    parts = [list(b.stages) for b in blocks] + [([ForkStage(fork_beats)] if fork_beats else []) + list(head.stages)]
+    gaps = iter(chain_gaps([s for part in parts for s in part])[0])
+    timings = [stages_timing(part, [next(gaps) for _ in part]) for part in parts]
+    return timings[:-1], timings[-1]
 
 
 def block_timing(block: HwBlock) -> Timing:
-    return chain(stage_timing(s) for s in block.stages)
+    """A block on its own, every stage taken with bursts (its output may be stalled): the
+    conservative figure, which sizes the conditional buffers."""
+    return stages_timing(block.stages, [1] * len(block.stages))
 
 
 def block_latency(block: HwBlock) -> int:
@@ -256,15 +467,17 @@ def exit_paths(plan: DesignPlan, fmt: DecisionFormat) -> list[Timing]:
     """Timing from a sample's first input beat to each exit's result (in plan.exits order) on an
     idle design: the backbone up to the exit, its fork, head and decision unit, and at every
     earlier exit the wait for that exit's decision (the gate forwards the sample only then)."""
-    paths, segment = [], []
+    paths, segment, start = [], [], 0
     for position, block in enumerate(plan.blocks):
-        segment.append(block_timing(block))
         if position not in plan.heads:
             continue
         final = position == plan.exits[-1]
-        head = block_timing(plan.heads[position])
+        blocks, head = segment_timings(
+            plan.blocks[start : position + 1], plan.heads[position], 0 if final else block.out_beats
+        )
         dec = single_beat(fmt.latency_after(plan.heads[position].ii))
-        to_decision = chain([*segment, *([] if final else [streaming(FORK_LATENCY, block.out_beats)]), head, dec])
+        to_decision = chain([*segment, *blocks, head, dec])
+        start = position + 1
         if final:
             paths.append(to_decision.then(single_beat(MERGE_LATENCY)))
         else:
