@@ -41,10 +41,9 @@ def _golden_io(design, name: str, x_float: np.ndarray):
     raise AssertionError(f"{name} not in the golden model")
 
 
-def _run_block(design, hw, **kwargs):
-    rtl = design.rtl["early_exit"]
-    x_in, expected = _golden_io(design, hw.name, design.data.x_test)
-    result = simulate_block(
+def _simulate(rtl, hw, x_in, **kwargs):
+    """One generated block or head of ``rtl`` on its own, fed golden tensors ``x_in``."""
+    return simulate_block(
         design_block_sources(rtl, hw.module),
         hw.module,
         _beats(x_in),
@@ -56,7 +55,11 @@ def _run_block(design, hw, **kwargs):
         out_beats=hw.out_beats,
         **kwargs,
     )
-    return result, _beats(expected)
+
+
+def _run_block(design, hw, **kwargs):
+    x_in, expected = _golden_io(design, hw.name, design.data.x_test)
+    return _simulate(design.rtl["early_exit"], hw, x_in, **kwargs), _beats(expected)
 
 
 def _check(result, expected, hw):
@@ -293,17 +296,6 @@ def test_a_folded_mvu_behind_a_strided_window_takes_its_stated_latency(tmp_path)
     window, mvu = hw.stages[0], hw.stages[1]
     assert (window.k, window.stride, mvu.vector_ii, mvu.folding.simd) == (1, 2, 3, window.c)
     rtl = generate(plan, params, tmp_path, golden.exits)
-    x_int = golden.quantize_input(x[:4])
-    result = simulate_block(
-        design_block_sources(rtl, hw.module),
-        hw.module,
-        _beats(x_int),
-        hw.in_w,
-        hw.out_beat,
-        hw.out_w,
-        hw.out_signed,
-        in_beats=hw.in_beats,
-        out_beats=hw.out_beats,
-    )
+    result = _simulate(rtl, hw, golden.quantize_input(x[:4]))
     assert np.array_equal(result.outputs, _beats(golden.blocks[0](x[:4])))
     assert result.latency[0] == timing.block_timing(hw).latency

@@ -68,7 +68,6 @@ class Composer:
             for r in RESOURCE_KEYS:
                 res[r] += self.table(unit, r)[choice[:, m]]
             load = np.maximum(load, self.reach[m] * self.table(unit, "ii")[choice[:, m]])
-
         fmt = c.formats[ec.policy]
         # Glue: a decision unit per exit (serial or pipelined, as its head's option allows), the
         # merge, and a fork + conditional buffer + forward queue per early exit. A gate pops each
