@@ -29,7 +29,7 @@ from dse_cases import (
 
 from eehw import flow
 from eehw.dse.characterise import lane_levels, layer_folding
-from eehw.dse.compose import Composer
+from eehw.dse.compose import LAMBDAS, Composer
 from eehw.dse.exits import exit_configs, hardware_policies
 from eehw.dse.explore import chosen_design, dse_dir, ratio_overruns, repick_overrun_ratios, run
 from eehw.dse.search import Constraints, baseline_ratios, ceiling_sweep, search
@@ -197,6 +197,21 @@ def test_lagrangian_heuristic_keeps_the_cheapest_design_at_every_throughput_leve
         for level in np.unique(f["throughput"]):
             assert h["LUT"][h["throughput"] >= level - 1e-15].min() == f["LUT"][f["throughput"] >= level - 1e-15].min()
         assert h["mean_latency"].min() == pytest.approx(f["mean_latency"].min())
+
+
+def test_lagrangian_heuristic_prices_the_final_path_the_worst_case_ceiling_bounds():
+    """Every unit is on the final-exit path whatever its reach, so for each throughput level and
+    price lambda of the heuristic the candidates hold the exhaustive minimum of LUT + lambda * worst-case latency
+    (here the path is a sum of the units' latencies plus constants, so that minimum is exact)."""
+    char = three_block_char()
+    for positions, fractions, acc in CONFIGS:
+        comp = Composer(char, exit_config(positions, fractions, acc))
+        f, h = comp.evaluate(comp.candidates()[0]), comp.evaluate(comp.candidates(limit=1)[0])
+        for level in np.unique(f["throughput"]):
+            fl, hl = f["throughput"] >= level - 1e-15, h["throughput"] >= level - 1e-15
+            for lam in filter(math.isfinite, LAMBDAS):
+                full = (f["LUT"] + lam * f["worst_latency"])[fl].min()
+                assert (h["LUT"] + lam * h["worst_latency"])[hl].min() == pytest.approx(full)
 
 
 def test_baseline_ratios_compare_like_with_like():

@@ -197,7 +197,9 @@ class Composer:
             figures, latency = self._decision_unit(k)
             lut[n_blocks + k] = lut[n_blocks + k] + figures["LUT"]
             lat[n_blocks + k] = lat[n_blocks + k] + latency
-        lat = [t * r for t, r in zip(lat, self.reach)]
+        # Two prices of a cycle: weighted by the unit's reach (the mean latency) and unweighted
+        # (the final-exit path every unit is on, which the worst-case ceiling bounds).
+        weighted = ([t * r for t, r in zip(lat, self.reach)], lat)
         levels = np.unique(np.concatenate(ii))
         rows = []
         for cap in levels:
@@ -205,11 +207,12 @@ class Composer:
             if not all(a.any() for a in allowed):
                 continue
             for lam in LAMBDAS:
-                row = []
-                for a, cost, t in zip(allowed, lut, lat):
-                    score = t if math.isinf(lam) else cost + lam * t
-                    tie = cost if math.isinf(lam) else t
-                    order = np.lexsort((tie, np.where(a, score, np.inf)))
-                    row.append(order[0])
-                rows.append(row)
+                for lats in weighted:
+                    row = []
+                    for a, cost, t in zip(allowed, lut, lats):
+                        score = t if math.isinf(lam) else cost + lam * t
+                        tie = cost if math.isinf(lam) else t
+                        order = np.lexsort((tie, np.where(a, score, np.inf)))
+                        row.append(order[0])
+                    rows.append(row)
         return np.unique(np.array(rows, dtype=np.int64), axis=0)

@@ -17,9 +17,10 @@ Foldings are enumerated exhaustively when an exit configuration has at most
 ``EXHAUSTIVE_LIMIT`` of them; beyond that a stated heuristic, a per-throughput-level
 Lagrangian sweep: for every throughput level (each module's p_m * II_m at each option), every
 module independently takes the option minimising LUT + lambda * p_m * latency among those
-meeting the level, for lambda on a fixed grid from 0 (cheapest) to infinity (fastest). It
-finds every design on the convex hull of the LUT / mean-latency trade-off at each throughput
-level and can miss designs inside that hull.
+meeting the level, and again LUT + lambda * latency (every module is on the final-exit path,
+which the worst-case ceiling bounds), for lambda on a fixed grid from 0 (cheapest) to infinity
+(fastest). It finds every design on the convex hulls of the LUT / mean-latency and LUT /
+worst-case trade-offs at each throughput level and can miss designs inside those hulls.
 
 The top designs and the designs behind each ratio against the baseline are then generated,
 simulated whole on the test set and synthesised (``validate``): the report states predicted
