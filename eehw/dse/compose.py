@@ -199,7 +199,7 @@ class Composer:
             lat[n_blocks + k] = lat[n_blocks + k] + latency
         # Two prices of a cycle: weighted by the unit's reach (the mean latency) and unweighted
         # (the final-exit path every unit is on, which the worst-case ceiling bounds).
-        weighted = ([t * r for t, r in zip(lat, self.reach)], lat)
+        latencies = ([t * r for t, r in zip(lat, self.reach)], lat)
         levels = np.unique(np.concatenate(ii))
         rows = []
         for cap in levels:
@@ -207,7 +207,7 @@ class Composer:
             if not all(a.any() for a in allowed):
                 continue
             for lam in LAMBDAS:
-                for lats in weighted:
+                for lats in latencies:
                     row = []
                     for a, cost, t in zip(allowed, lut, lats):
                         score = t if math.isinf(lam) else cost + lam * t
