@@ -55,13 +55,18 @@ def bench(config: str, board: str, root: Path, dse_options: list[str]) -> None:
     cold = _eehw(["synth", config, "--board", board], _env(root / "synth"))
     warm = _eehw(["synth", config, "--board", board], _env(root / "synth"))
     dse_s = _eehw(["dse", config, "--board", board, *dse_options], _env(root / "dse"))
-    report = json.loads((root / "synth" / "build" / board / config / "report.json").read_text())
+    report_dir = root / "synth" / "build" / board / config
+    report = json.loads((report_dir / "report.json").read_text())
     dse = json.loads((root / "dse" / "build" / board / config / "dse" / "report.json").read_text())
     print(f"\n== {config} on {board}")
     print(f"  eehw synth cold {cold:7.1f} s   warm {warm:6.1f} s   eehw dse cold {dse_s:7.1f} s")
-    acc = report.get("accuracy", {})
-    if acc:
-        print(f"  test accuracy per exit: {json.dumps(acc.get('per_exit', acc))}")
+    evaluation = json.loads((report_dir / "evaluation.json").read_text())
+    heads = "  ".join(f"{e['head']} {e['accuracy']:.2%} (exit rate {e['exit_rate']:.1%})" for e in evaluation["exits"])
+    print(f"  test accuracy per exit head (exit rate under the config's policy): {heads}")
+    acc = report["accuracy"]
+    print(
+        f"  test accuracy of the built design: early exit {acc['early_exit']:.2%}, final exit only {acc['final_only']:.2%}"
+    )
     validated = {d["id"]: d for d in dse["validated"]}
     for key, name in RATIOS:
         r = dse["ratios"].get(key)
