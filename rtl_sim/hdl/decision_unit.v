@@ -33,25 +33,27 @@
 // s_tready = ce[1] is a combinational function of m_tready (no path from s_tvalid to s_tready).
 //
 // SERIAL = 1, one logit a cycle: a scan keeps top1, its index and top2 (margin), or top1 and
-// then, in a second scan of the same beat, the sum of the terms (pow2); SCAN = N_CLASSES (margin)
-// or 2 * N_CLASSES (pow2) cycles a sample. It reads the logits from s_tdata while it scans and
-// takes the beat (s_tready) in the scan's last cycle, so it relies on the AXI-Stream rule that
-// tdata holds from tvalid to the handshake (every library module obeys it); no copy of the
-// vector is kept. A finished scan waits in its registers for the output register (a cycle for
-// score and comparison), and the next scan may start in the cycle it leaves.
+// then, in a second scan of the same vector, the sum of the terms (pow2); SCAN = N_CLASSES (margin)
+// or 2 * N_CLASSES (pow2) cycles a sample. An idle unit takes the beat at once (s_tready), scans
+// logit 0 from s_tdata in that cycle and copies the vector into a register the rest of the scan
+// reads: holding the beat for the whole scan instead would hold the head's output register, and
+// an MVU whose next vector's first fold is done before the scan ends then stalls (mnist1d_cnn's
+// pool_linear head, SF = NF = 10, ran at 110 cycles a sample against its II of 100). A finished
+// scan waits in its registers for the output register (a cycle for score and comparison), and
+// the next beat is taken in the cycle it leaves.
 // LATENCY = SCAN + 1 cycles from s_tvalid on an idle unit to m_tvalid (10 classes: 11 and 21),
 // II = SCAN cycles; s_tready is a combinational function of m_tready, not of s_tvalid. The design
 // generator uses it wherever the exit's head already needs SCAN cycles or more a sample, so it
 // never slows the design (eehw.hw.plan.DecisionFormat.serial_fits).
 //
-// Yosys synth_xilinx (xc7), 10 classes x 16-bit logits, an early exit's unit (threshold and
-// enable ports; the final exit's is 10-16 LUTs smaller), pow2 with SHIFT 1, out of context
-// (eehw.dse.unit_files):
+// Yosys 0.23 synth_xilinx (xc7) of the bare module (rtl_sim/tests/hdl_tools.synth_stats), 10
+// classes x 16-bit logits, THR_W 17, TAG_W 8, pow2 with SHIFT 1:
 //                        LUT    FF   CARRY4
-//   margin    SERIAL=0   744   477     38
-//   margin    SERIAL=1   180   100     13
-//   pow2      SERIAL=0   742  1080     75
-//   pow2      SERIAL=1   162    93     14
+//   margin    SERIAL=0   746   437     38
+//   margin    SERIAL=1   220   252     13   (175 / 84 when the scan held the beat, uncopied)
+//   pow2      SERIAL=0   769  1024     73
+//   pow2      SERIAL=1   179   245     15   (163 / 77 likewise)
+// The copy costs N_CLASSES * LOGIT_W flip-flops; the DSE characterises every unit it composes.
 `default_nettype none
 
 module decision_unit #(
@@ -295,6 +297,7 @@ module decision_unit #(
         reg                       second;       // pow2: the second scan (terms)
         reg                       done;         // the registers below hold a finished sample
         reg  [TAG_W-1:0]          done_tag;
+        reg  [TAG_W-1:0]          tag_q;        // the tag of the sample being scanned
         reg  signed [LOGIT_W-1:0] top1, top2;
         reg  [CLASS_W-1:0]        idx;
         reg  [SUM_W-1:0]          acc;
@@ -304,18 +307,23 @@ module decision_unit #(
 
         wire unload = done && (!ov || m_tready);   // the finished sample moves to the output register
         wire free   = !done || unload;             // the scan registers may take a new logit
-        wire step   = s_tvalid && free;
+        wire idle   = cnt == {CNT_W{1'b0}};        // no scan under way: the next beat may come in
+        wire step   = (s_tvalid || !idle) && free;
         wire last   = cnt == LAST_CNT;
-        assign s_tready = last && free;            // cnt only advances with s_tvalid high, which holds to here
+        assign s_tready = idle && free;
 
-        // The logits as an array indexed by pos: a part-select at pos*LOGIT_W is a barrel
-        // shifter when LOGIT_W is not a power of two (10 x 12 bits: 248 LUT against 136).
+        // The vector is copied when taken; the scan reads logit pos from the copy (logit 0 in the
+        // first cycle from s_tdata). An array indexed by pos: a part-select at pos*LOGIT_W is a
+        // barrel shifter when LOGIT_W is not a power of two (10 x 12 bits: 248 LUT against 136).
+        reg  [N_CLASSES*LOGIT_W-1:0] zv;
+        always @(posedge clk)
+            if (s_tvalid && s_tready) zv <= s_tdata;
         wire [LOGIT_W-1:0] logit [0:N_CLASSES-1];
         genvar gz;
         for (gz = 0; gz < N_CLASSES; gz = gz + 1) begin : g_logit
-            assign logit[gz] = s_tdata[gz*LOGIT_W +: LOGIT_W];
+            assign logit[gz] = zv[gz*LOGIT_W +: LOGIT_W];
         end
-        wire signed [LOGIT_W-1:0] z = logit[pos];
+        wire signed [LOGIT_W-1:0] z = idle ? s_tdata[0 +: LOGIT_W] : logit[pos];
         wire [LOGIT_W:0]  gap  = {top1[LOGIT_W-1], top1} - {z[LOGIT_W-1], z};
         wire [TERM_W-1:0] term = {1'b1, {FRAC_BITS{1'b0}}} >> (gap >> SHIFT);
 
@@ -357,8 +365,10 @@ module decision_unit #(
             end
             if (step && second)
                 acc <= ((pos == 0) ? {SUM_W{1'b0}} : acc) + {{(SUM_W-TERM_W){1'b0}}, term};
+            if (s_tvalid && s_tready)
+                tag_q <= s_tuser;
             if (step && last)
-                done_tag <= s_tuser;
+                done_tag <= (SCAN == 1) ? s_tuser : tag_q;
         end
 
         wire [CONF_W-1:0] score;

@@ -299,6 +299,11 @@ async def decision_unit_matches_policies(dut):
         ins, outs = await tb.run_phase(z, threshold, enable, gap_p, stall_p)
         assert not tb.errors, f"phase '{name}': " + "\n".join(tb.errors[:20])
         if name == "throughput":
+            # An idle unit takes a row in the cycle it is offered (the serial unit too: it copies
+            # the row, so the head's output register is free for the next sample at once).
+            assert tb.in_cycles[first] == tb.offered[first], (
+                f"an idle unit held its input {tb.in_cycles[first] - tb.offered[first]} cycles"
+            )
             latency = outs[0] - tb.offered[first]
             burst = {"rows": len(z), "input_cycles": ins[-1] - ins[0] + 1, "output_cycles": outs[-1] - outs[0] + 1}
     # Let any spurious extra beat show up before declaring success.
