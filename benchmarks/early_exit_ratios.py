@@ -75,10 +75,10 @@ def bench(config: str, board: str, root: Path, dse_options: list[str]) -> None:
             continue
         measured = r.get("measured_ratio")
         note = " (beyond the worst-case ceiling)" if r.get("ignores_worst_case_ceiling") else ""
-        if r.get("overruns"):
-            note += f" (over the budget once synthesised: {'; '.join(r['overruns'])})"
+        if r.get("misses"):
+            note += f" (not measured: {'; '.join(r['misses'])})"
         if r.get("passed_over"):
-            note += f" (next best; passed over, over the budget once synthesised: {'; '.join(r['passed_over'])})"
+            note += f" (next best, passed over: {'; '.join(r['passed_over'])})"
         print(
             f"  {name:32s} measured {measured if measured is None else f'{measured:.3f}x'}   "
             f"predicted {r['ratio']:.3f}x{note}"

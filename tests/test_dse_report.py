@@ -121,16 +121,16 @@ def test_markdown_states_search_size_chosen_design_ratios_and_misses(report_and_
     over = {**report, "ratios": {**report["ratios"]}}
     over["ratios"]["throughput_at_equal_luts"] = {
         **report["ratios"]["throughput_at_equal_luts"],
-        "overruns": ["design0: LUT over by 527 (53,727 / 53,200)"],
+        "misses": ["design0: over the budget once synthesised, LUT over by 527 (53,727 / 53,200)"],
     }
-    assert "not measured: over the budget once synthesised, design0: LUT over by 527" in to_markdown(over)
+    assert "not measured: design0: over the budget once synthesised, LUT over by 527" in to_markdown(over)
     # ... and a ratio picked again after its first design overran names the one passed over.
     over["ratios"]["throughput_at_equal_luts"] = {
         **report["ratios"]["throughput_at_equal_luts"],
-        "passed_over": ["design9: LUT over by 527 (53,727 / 53,200)"],
+        "passed_over": ["design9: over the budget once synthesised, LUT over by 527 (53,727 / 53,200)"],
     }
     md = to_markdown(over)
-    assert "first pick was over the budget once synthesised, design9: LUT over by 527" in md
+    assert "next best, passed over: design9: over the budget once synthesised, LUT over by 527" in md
     assert "not measured" not in md
 
 

@@ -111,10 +111,10 @@ def ratio_rows(report: dict) -> list[tuple[str, str, str, str, str]]:
             continue
         if r.get("ignores_worst_case_ceiling"):
             label += " (only beyond the worst-case latency ceiling)"
-        if r.get("overruns"):
-            label += f" (not measured: over the budget once synthesised, {'; '.join(r['overruns'])})"
+        if r.get("misses"):
+            label += f" (not measured: {'; '.join(r['misses'])})"
         if r.get("passed_over"):
-            label += f" (next best: the first pick was over the budget once synthesised, {'; '.join(r['passed_over'])})"
+            label += f" (next best, passed over: {'; '.join(r['passed_over'])})"
         rows.append(
             (
                 label,
