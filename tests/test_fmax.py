@@ -53,3 +53,22 @@ def test_a_failing_estimate_is_one_line_and_remembered(tmp_path, monkeypatch):
     monkeypatch.setattr("eehw.hw.tools.run.subprocess.run", no_yosys)
     with pytest.raises(EehwError, match="Yosys sta on bad_top failed"):
         critical_path([bad], "bad_top")
+
+
+@pytest.mark.slow
+def test_where_abc9_fails_the_estimate_comes_from_the_abc_netlist_and_says_so(tmp_path, monkeypatch):
+    """Yosys 0.23 aborts inside synth_xilinx -abc9 on some netlists (fmnist_cnn's early-exit top):
+    sta then reads the plain ABC netlist, and the method names it and why."""
+    import eehw.hw.tools.fmax as fmax
+
+    deep = tmp_path / "deep.v"
+    deep.write_text(CIRCUIT.format(name="deep_path", w=255, expr="^r"))
+    abc9 = critical_path([deep], "deep_path")
+    assert abc9["netlist"] == "abc9" and "abc9_error" not in abc9
+    monkeypatch.setitem(fmax.STA_RECIPES, "abc9", fmax.STA_RECIPES["abc9"] + "; no_such_yosys_command")
+    abc = critical_path([deep], "deep_path")
+    assert abc["netlist"] == "abc" and abc["abc9_error"].startswith("Yosys sta on deep_path failed")
+    assert 0 < abc["ns"] < 10 and "FDRE" in abc["from"]
+    method = timing_summary(abc, 100.0)["method"]
+    assert "(ABC) netlist" in method and "-abc9 failed: Yosys sta on deep_path failed" in method
+    assert "-abc9 netlist" in timing_summary(abc9, 100.0)["method"]

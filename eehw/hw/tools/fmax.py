@@ -1,5 +1,6 @@
 """Estimated clock rate of a design: Yosys ``sta`` on its ``synth_xilinx -abc9`` netlist with
-the delays of Yosys's own Xilinx 7-series cell models (``cells_sim.v`` specify blocks).
+the delays of Yosys's own Xilinx 7-series cell models (``cells_sim.v`` specify blocks), or on
+the plain ABC netlist where ``-abc9`` fails (the estimate says which).
 
 No placement, no routing: the figure is the logic-only critical path, an optimistic bound on
 the period Vivado would reach. Nets typically add as much again on a 7-series part, so a
@@ -23,22 +24,48 @@ from eehw.paths import cache_dir
 
 LOGIC_SHARE_WARNING = 0.6  # of the clock period, for the logic-only path
 STA_TIMEOUT_S = 3600  # Yosys sta can loop on some netlists (YosysHQ/yosys#4648)
-STA_RECIPE = (
-    "hierarchy -check -top {top}; setattr -unset rom_style; "
-    "synth_xilinx -family {family} -top {top} -flatten -noiopad -abc9; "
-    "read_verilog -lib -specify +/xilinx/cells_sim.v"
+_SYNTH = (
+    "hierarchy -check -top {top}; setattr -unset rom_style; synth_xilinx -family {family} -top {top} -flatten -noiopad"
 )
+_CELL_DELAYS = "read_verilog -lib -specify +/xilinx/cells_sim.v"
+#: The netlists sta reads, in the order tried: ABC9's, then plain ABC's where ABC9 fails (Yosys
+#: 0.23 aborts inside synth_xilinx -abc9 on fmnist_cnn's early-exit top, std::out_of_range in
+#: ABC9_OPS; the ABC netlist of it gives 13.00 ns on the same DSP48E1 cascade as its baseline's).
+STA_RECIPES = {
+    "abc9": f"{_SYNTH} -abc9; {_CELL_DELAYS}",
+    "abc": f"{_SYNTH}; {_CELL_DELAYS}",
+}
+
+
+class _StaTimeout(EehwError):
+    """Yosys sta ran past STA_TIMEOUT_S: another netlist is not tried (it would take as long)."""
+
 
 _ARRIVAL = re.compile(r"Latest arrival time in '[^']*' is (\d+):")
 _STEP = re.compile(r"^\s*(\d+) (\S+) \((\S+)\)")
 
 
 def critical_path(sources: list[Path], top: str, family: str = "xc7") -> dict:
-    """{"ns", "from", "to"}: the latest arrival time in ``top`` and the cells it runs between,
-    cached by the content of the sources (and their memory files)."""
+    """{"ns", "from", "to", "netlist"}: the latest arrival time in ``top``, the cells it runs
+    between and the netlist sta read (``STA_RECIPES``; ``abc9_error`` says why not ABC9's)."""
+    errors: list[str] = []
+    for netlist, recipe in STA_RECIPES.items():
+        try:
+            path = _sta(sources, top, family, recipe.format(top=top, family=family))
+        except _StaTimeout:
+            raise
+        except EehwError as exc:
+            errors.append(str(exc) if not errors else f"{netlist} netlist: {exc}")
+            continue
+        return {**path, "netlist": netlist, **({"abc9_error": errors[0]} if errors else {})}
+    raise EehwError("; ".join(errors))
+
+
+def _sta(sources: list[Path], top: str, family: str, recipe: str) -> dict:
+    """Yosys sta after ``recipe``, cached by the content of the sources (and their memory files)
+    and the recipe; a failure is cached too (the same netlist makes the same Yosys fail)."""
     from eehw.hw.tools.yosys import _tmp_root, run_key, run_script
 
-    recipe = STA_RECIPE.format(top=top, family=family)
     cached = cache_dir() / "yosys" / f"{top}-sta-{run_key(sources, top, family, recipe)}.json"
     hit = load_json(cached, "timing estimate", "running Yosys sta again", ["report", "error"])
     if hit is None:  # the sta report is cached, not its reading below: editing that costs no Yosys run
@@ -55,14 +82,14 @@ def critical_path(sources: list[Path], top: str, family: str = "xc7") -> dict:
                     check=False,
                 )
             except EehwError as exc:  # over STA_TIMEOUT_S
-                raise EehwError(f"{exc}; the timing estimate is not available for this design") from None
+                raise _StaTimeout(f"{exc}; the timing estimate is not available for this design") from None
             text = log.read_text() if log.exists() else ""
             error = None
             if done.returncode != 0 or not _ARRIVAL.search(text):
                 error = f"Yosys sta on {top} failed: {failure_reason(done)}"
             hit = {"report": text, "error": error}
         atomic_write_text(cached, json.dumps(hit))
-    if hit["error"]:  # the same netlist makes the same Yosys fail: no need to wait for it again
+    if hit["error"]:
         raise EehwError(hit["error"])
     return read_sta(hit["report"], top)
 
@@ -100,6 +127,11 @@ def timing_summary(path: dict, clock_mhz: float) -> dict:
         "share_of_period": share,
         "from": path["from"],
         "to": path["to"],
-        "method": "Yosys sta, synth_xilinx -abc9 netlist, Xilinx cells_sim.v delays, no routing",
+        "method": (
+            "Yosys sta, synth_xilinx -abc9 netlist, Xilinx cells_sim.v delays, no routing"
+            if path.get("netlist", "abc9") == "abc9"
+            else f"Yosys sta, synth_xilinx (ABC) netlist, Xilinx cells_sim.v delays, no routing; "
+            f"-abc9 failed: {path.get('abc9_error')}"
+        ),
         "warning": warning,
     }
