@@ -315,17 +315,22 @@ def run(
 
 def ratio_misses(key: str, ratio: dict, designs: dict[int, dict]) -> list[str]:
     """Why a ratio's two validated designs, once measured, do not compare what the ratio says:
-    either is over the budget once synthesised (a prediction within the budget can overrun it),
-    or, for LUTs at equal throughput, the early-exit design measures more than
+    the early-exit design's misses (``candidate_misses``), or its baseline over the budget once
+    synthesised."""
+    base = designs.get(ratio["baseline_candidate"])
+    over = [] if base is None else [f"{base['id']}: {o}" for o in _overruns(base)]
+    return candidate_misses(key, ratio, designs) + over
+
+
+def candidate_misses(key: str, ratio: dict, designs: dict[int, dict]) -> list[str]:
+    """The early-exit design behind a ratio, once measured: over the budget once synthesised (a
+    prediction within the budget can overrun it), or, for LUTs at equal throughput, more than
     THROUGHPUT_TOLERANCE slower than its baseline (the search's throughput model missed)."""
-    pair = [designs[i] for i in (ratio["candidate"], ratio["baseline_candidate"]) if i in designs]
-    out = [
-        f"{d['id']}: over the budget once synthesised, {o}"
-        for d in pair
-        for o in d["measured"]["resources"]["overruns"]
-    ]
-    if key == "luts_at_equal_throughput" and len(pair) == 2:
-        ee, base = pair
+    ee, base = designs.get(ratio["candidate"]), designs.get(ratio["baseline_candidate"])
+    if ee is None:
+        return []
+    out = [f"{ee['id']}: {o}" for o in _overruns(ee)]
+    if key == "luts_at_equal_throughput" and base is not None:
         a, b = _measured_figure(ee, "throughput"), _measured_figure(base, "throughput")
         if a is not None and b and a < b * (1 - THROUGHPUT_TOLERANCE):
             out.append(
@@ -334,23 +339,19 @@ def ratio_misses(key: str, ratio: dict, designs: dict[int, dict]) -> list[str]:
     return out
 
 
-def _candidate_missed(key: str, ratio: dict, designs: dict[int, dict]) -> bool:
-    """The ratio's early-exit design (not its baseline) is the one that missed."""
-    if ratio["candidate"] not in designs:
-        return False
-    own = designs[ratio["candidate"]]["id"] + ":"
-    return any(m.startswith(own) for m in ratio_misses(key, ratio, designs))
+def _overruns(des: dict) -> list[str]:
+    return [f"over the budget once synthesised, {o}" for o in des["measured"]["resources"]["overruns"]]
 
 
 def repick_missed_ratios(
     result: SearchResult, ratios: dict, designs: dict[int, dict], budget, fits: np.ndarray
 ) -> tuple[np.ndarray, list[str]]:
-    """A ratio's early-exit design can miss once measured (``ratio_misses``): pick that ratio
+    """A ratio's early-exit design can miss once measured (``candidate_misses``): pick that ratio
     again among the candidates left, without it and, where it overran the budget, without every
     candidate the synthesis leaves no room for (``without_overrun``). Updates ``ratios`` in place
     (``passed_over`` names what was passed over, and why); returns the narrowed ``fits`` and the
     keys picked again, whose designs are still to validate."""
-    missed = {key: r for key in RATIO_KEYS if (r := ratios.get(key)) and _candidate_missed(key, r, designs)}
+    missed = {key: r for key in RATIO_KEYS if (r := ratios.get(key)) and candidate_misses(key, r, designs)}
     for r in missed.values():
         des = designs[r["candidate"]]
         if des["measured"]["resources"]["fits"]:

@@ -296,8 +296,7 @@ module decision_unit #(
         reg  [CLASS_W-1:0]        pos;          // its logit read this cycle
         reg                       second;       // pow2: the second scan (terms)
         reg                       done;         // the registers below hold a finished sample
-        reg  [TAG_W-1:0]          done_tag;
-        reg  [TAG_W-1:0]          tag_q;        // the tag of the sample being scanned
+        reg  [TAG_W-1:0]          done_tag;     // the tag of the sample scanned (taken with its beat)
         reg  signed [LOGIT_W-1:0] top1, top2;
         reg  [CLASS_W-1:0]        idx;
         reg  [SUM_W-1:0]          acc;
@@ -365,10 +364,8 @@ module decision_unit #(
             end
             if (step && second)
                 acc <= ((pos == 0) ? {SUM_W{1'b0}} : acc) + {{(SUM_W-TERM_W){1'b0}}, term};
-            if (s_tvalid && s_tready)
-                tag_q <= s_tuser;
-            if (step && last)
-                done_tag <= (SCAN == 1) ? s_tuser : tag_q;
+            if (s_tvalid && s_tready)   // read only once the scan is done (an unload this cycle reads the old one)
+                done_tag <= s_tuser;
         end
 
         wire [CONF_W-1:0] score;
