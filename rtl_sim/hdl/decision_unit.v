@@ -50,9 +50,9 @@
 // classes x 16-bit logits, THR_W 17, TAG_W 8, pow2 with SHIFT 1:
 //                        LUT    FF   CARRY4
 //   margin    SERIAL=0   746   437     38
-//   margin    SERIAL=1   220   252     13   (175 / 84 when the scan held the beat, uncopied)
+//   margin    SERIAL=1   202   244     13   (175 / 84 when the scan held the beat, uncopied)
 //   pow2      SERIAL=0   769  1024     73
-//   pow2      SERIAL=1   179   245     15   (163 / 77 likewise)
+//   pow2      SERIAL=1   190   237     15   (163 / 77 likewise)
 // The copy costs N_CLASSES * LOGIT_W flip-flops; the DSE characterises every unit it composes.
 `default_nettype none
 
