@@ -8,6 +8,7 @@ stimulus, cycle for cycle.
 """
 
 import os
+import re
 import subprocess
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 from eehw import flow
 from eehw.hw.measure import expected_outputs
 from eehw.hw.rtl.sim import simulate
-from eehw.hw.rtl.verilate import wrapper_source
+from eehw.hw.rtl.verilate import PCH_HEADER, build_wrapper, wrapper_source
 
 CONFIGS = ["digits_mlp", "digits_cnn", "mnist1d_cnn"]
 
@@ -188,3 +189,25 @@ def test_a_repeated_simulation_is_read_from_the_cache(mlp):
     assert again.cycles == first.cycles
     other = simulate(rtl, x_int, [], stall_p=0.25, seed=1234, one_at_a_time=True)
     assert other.wall_seconds > 0 and other.cycles != first.cycles
+
+
+def test_builds_share_the_precompiled_runtime_header_and_the_cached_main(mlp):
+    """Two builds of one wrapper, a comment apart: both compile with the precompiled runtime
+    header and gcc uses it (-Winvalid-pch would say otherwise in the log); the second links the
+    cached simulation main instead of compiling it, and both equal the golden model cycle for cycle."""
+    rtl, thresholds = mlp.rtl["early_exit"], _thresholds(mlp)
+    x = mlp.data.x_test[:60]
+    x_int = mlp.golden.quantize_input(x)
+    runs, logs = [], []
+    for build in ("first", "second"):
+        inject = f"// {build} build, process {os.getpid()}"
+        runs.append(simulate(rtl, x_int, thresholds, inject=inject, quick=True))
+        logs.append((build_wrapper(rtl, inject, quick=True) / "build.log").read_text())
+    for log in logs:
+        header = re.search(r"-include (\S+)", log)
+        assert header and header[1].endswith(PCH_HEADER) and os.path.exists(header[1] + ".gch"), log
+        assert ".gch: not used" not in log and "invalid" not in log.replace("-Winvalid-pch", ""), log
+    assert "-o verilator.o" not in logs[1], logs[1]
+    for run in runs:
+        _check(mlp, rtl, run, x, thresholds)
+    np.testing.assert_array_equal(runs[0].out_cycle, runs[1].out_cycle)
