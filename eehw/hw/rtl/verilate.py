@@ -49,9 +49,10 @@ def _build_hash(rtl: RtlDesign, extra: bytes = b"") -> str:
     return h.hexdigest()[:16]
 
 
-def _BuildRunner(env: dict[str, str]):
+def _BuildRunner(env: dict[str, str], header: Path | None = None):
     """cocotb's Verilator runner with ``env`` over the process environment for its build
-    commands only (no change to os.environ, so builds in threads do not interfere)."""
+    commands only (no change to os.environ, so builds in threads do not interfere); ``header``:
+    the precompiled runtime header (_precompiled_header) for a build that compiles one unit."""
     from cocotb_tools.runner import Verilator
 
     class Runner(Verilator):
@@ -64,7 +65,15 @@ def _BuildRunner(env: dict[str, str]):
             if len(cmds) != 2 or cmds[1][0] != "make":
                 return super()._execute_cmds(cmds, cwd, stdout)
             super()._execute_cmds(cmds[:1], cwd, stdout)
-            main = _cached_main(Path(self.build_dir), self.env.get("MAKEFLAGS", ""))
+            build_dir = Path(self.build_dir)
+            classes = build_dir / "Vtop_classes.mk"
+            # A larger model is compiled in parallel units that include Verilator's own
+            # precompiled design header first (gcc takes one PCH a unit, the first included).
+            if header is not None and classes.exists() and "VM_PARALLEL_BUILDS = 0" in classes.read_text():
+                # -Winvalid-pch: a header gcc cannot use says so in the build log. A space inside
+                # a variable's value in MAKEFLAGS is written "\\ ".
+                self.env["MAKEFLAGS"] += f" USER_CPPFLAGS=-Winvalid-pch\\ -include\\ {header}"
+            main = _cached_main(build_dir, self.env.get("MAKEFLAGS", ""))
             super()._execute_cmds(cmds[1:], cwd, stdout)
             if main is not None and not main.exists():
                 _store_main(Path(self.build_dir), main)
@@ -218,19 +227,17 @@ def verilate(
         return build_dir
     env = _make_env(make_options)
     runtime = _runtime_objects(_make_env())  # the runtime is built once, optimised, whatever the model's options
+    header = None
     if runtime:
         header = _precompiled_header(runtime[0].parent, env)
         # A space inside a variable's value in MAKEFLAGS is written "\\ ".
         env["MAKEFLAGS"] += " VK_GLOBAL_OBJS= LOADLIBES=" + "\\ ".join(map(str, runtime))
-        if header is not None:
-            # -Winvalid-pch: a header gcc cannot use says so in the build log.
-            env["MAKEFLAGS"] += f" USER_CPPFLAGS=-Winvalid-pch\\ -include\\ {header}"
     tmp = build_dir.with_name(build_dir.name + f".tmp{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     log = tmp / "build.log"
     try:
-        _BuildRunner(env).build(
+        _BuildRunner(env, header).build(
             sources=[str(s) for s in sources],
             hdl_toplevel=toplevel,
             build_dir=str(tmp),
@@ -240,7 +247,9 @@ def verilate(
         )
     except (Exception, SystemExit) as exc:
         lines = log.read_text().strip().splitlines() if log.exists() else []
-        reason = next((line for line in lines if "%Error" in line), lines[-1] if lines else str(exc))
+        # Verilator's own error first, else the compiler's, else the log's last line.
+        errors = [line for line in lines if "%Error" in line] + [line for line in lines if "error:" in line]
+        reason = errors[0] if errors else lines[-1] if lines else str(exc)
         raise EehwError(f"Verilator build of {toplevel} failed: {reason.strip()} (log: {log})") from None
     if stamp.exists():  # built meanwhile by another process or thread, maybe in use: keep that one
         shutil.rmtree(tmp, ignore_errors=True)
