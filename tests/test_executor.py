@@ -72,17 +72,23 @@ def test_search_on_dask_equals_the_local_run(cluster, tiny_dse_config):
 
 
 @pytest.mark.slow
-def test_validation_on_process_workers_needs_no_shared_folder(tiny_dse_config, tmp_path):
+def test_validation_on_process_workers_needs_no_shared_folder(tiny_dse_config, tmp_path, monkeypatch):
     """Workers in processes of their own, each in its own working directory with its own cache
     and build folders: the validated designs' files still land in the client's build folder."""
     import os
+    import shutil
 
-    from eehw.paths import build_dir
+    from eehw.paths import build_dir, cache_dir
 
-    config = tmp_path / "tiny_dse_dask.yaml"
-    config.write_text(tiny_dse_config.read_text().replace("name: tiny_dse", "name: tiny_dse_dask"))
+    monkeypatch.setenv("EEHW_BUILD_DIR", str(tmp_path / "client"))  # a build folder only this test writes
     worker = tmp_path / "worker"
     env = {"EEHW_CACHE_DIR": str(worker / "cache"), "EEHW_BUILD_DIR": str(worker / "build")}
+    # The worker's cache starts with a copy of the session's characterisations (the search on Dask
+    # above made them): it then builds, simulates and synthesises only the validated designs,
+    # which is what this test is about, and none of those is in its cache.
+    (worker / "cache").mkdir(parents=True)
+    if (cache_dir() / "characterise").is_dir():
+        shutil.copytree(cache_dir() / "characterise", worker / "cache" / "characterise")
     with (
         distributed.LocalCluster(
             n_workers=1,
@@ -98,9 +104,16 @@ def test_validation_on_process_workers_needs_no_shared_folder(tiny_dse_config, t
         client.run(os.chdir, str(worker / "cwd"))
         assert set(client.run(os.getcwd).values()) == {str(worker / "cwd")}
         report = run(
-            config, "pynq-z2", policies=("margin",), scheduler=cluster, validate=1, validate_ratio_designs=False
+            tiny_dse_config,
+            "pynq-z2",
+            policies=("margin",),
+            scheduler=cluster,
+            validate=1,
+            validate_ratio_designs=False,
         )
-    client_designs = (build_dir() / "pynq-z2" / "tiny_dse_dask" / "dse" / "designs").resolve()
+    for kind in ("sim", "yosys"):  # the worker simulated and synthesised the designs itself
+        assert any((worker / "cache" / kind).glob("*")), kind
+    client_designs = (build_dir() / "pynq-z2" / "tiny_dse" / "dse" / "designs").resolve()
     assert len(report["validated"]) >= 2  # the chosen design and the baseline
     for des in report["validated"]:
         rtl_dir = os.path.realpath(des["measured"]["rtl_dir"])

@@ -3,6 +3,7 @@ failure reasons pulled out of the simulator log."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -41,21 +42,17 @@ def lint(top: str, params: dict, srcs: list[Path] | None = None) -> None:
     assert run.returncode == 0 and "%Warning" not in run.stderr, run.stderr
 
 
-def build(top: str, params: dict, build_dir: Path, srcs: list[Path] | None = None):
-    """Verilator build of ``top`` with ``params`` into ``build_dir``; returns the runner."""
-    from cocotb_tools.runner import get_runner
+def build(top: str, params: dict, build_dir: Path, srcs: list[Path] | None = None) -> Path:
+    """Verilator build of ``top`` with ``params`` in ``build_dir``/sim_build (returned), as the
+    flow builds (eehw's verilate: Verilator's runtime compiled once, its precompiled header and
+    the cached cocotb main shared), unoptimised: the testbenches run short, Python-paced
+    simulations."""
+    from eehw.hw.rtl.verilate import QUICK_MAKE_OPTIONS, verilate
 
-    runner = get_runner("verilator")
-    build_dir.mkdir(parents=True, exist_ok=True)
-    runner.build(
-        sources=[str(s) for s in (srcs or sources(top))],
-        hdl_toplevel=top,
-        parameters=params,
-        build_dir=str(build_dir),
-        always=True,
-        log_file=str(build_dir / "build.log"),
-    )
-    return runner
+    model = build_dir / "sim_build"
+    shutil.rmtree(model, ignore_errors=True)  # verilate reuses a finished build in that folder
+    params_args = [f"-G{k}={v}" for k, v in params.items()]
+    return verilate(list(srcs or sources(top)), top, model, params_args, QUICK_MAKE_OPTIONS)
 
 
 def build_and_run(
@@ -70,19 +67,21 @@ def build_and_run(
     """Build ``top`` with Verilator and run its cocotb module (all its tests, or each of
     ``testcases`` in turn on the one build); a failing cocotb test fails the pytest test with
     the error lines of the simulator log."""
-    from cocotb_tools.runner import get_results
+    from cocotb_tools.runner import get_results, get_runner
 
-    runner = build(top, params, build_dir, srcs)
+    model = build(top, params, build_dir, srcs)
+    runner = get_runner("verilator")
     for testcase in testcases or (None,):
         name = testcase or "sim"
         log = build_dir / f"{name}.log"
         try:
             results = runner.test(
                 hdl_toplevel=top,
+                hdl_toplevel_lang="verilog",
                 test_module=test_module or f"cocotb_{top}",
                 testcase=testcase,
                 test_dir=str(TESTS),
-                build_dir=str(build_dir),
+                build_dir=str(model),
                 results_xml=str(build_dir / f"{name}.xml"),
                 # No pytest assertion rewriting in the simulator: installing the hook costs 0.6 s a
                 # run (it loads hypothesis); a failing assert still shows its line and message.
