@@ -21,6 +21,15 @@ atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
 set_hypothesis_home_dir(_HYPOTHESIS_HOME)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_dirs(tmp_path_factory):
+    """Checkpoints, Verilator builds and designs of a test run (tests/ and rtl_sim/tests/) never
+    touch the user's cache or build/: every run starts cold, as on a fresh machine."""
+    root = tmp_path_factory.mktemp("eehw")
+    os.environ["EEHW_CACHE_DIR"] = str(root / "cache")
+    os.environ["EEHW_BUILD_DIR"] = str(root / "build")
+
+
 def pytest_configure(config):
     if not os.environ.get("EEHW_TEST_FAST"):
         return

@@ -1,17 +1,11 @@
-import os
 import warnings
 
 import pytest
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_dirs(tmp_path_factory):
-    """Checkpoints and builds of a test run never touch the user's cache or build/."""
-    root = tmp_path_factory.mktemp("eehw")
-    os.environ["EEHW_CACHE_DIR"] = str(root / "cache")
-    os.environ["EEHW_BUILD_DIR"] = str(root / "build")
+def _quiet_brevitas():
     warnings.filterwarnings("ignore", module="brevitas")
-    yield
 
 
 TINY_MLP = """
