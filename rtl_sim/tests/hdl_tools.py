@@ -69,6 +69,8 @@ def build_and_run(
     the error lines of the simulator log."""
     from cocotb_tools.runner import get_results, get_runner
 
+    from eehw.hw.rtl.verilate import NO_ASSERT_REWRITE
+
     model = build(top, params, build_dir, srcs)
     runner = get_runner("verilator")
     for testcase in testcases or (None,):
@@ -83,9 +85,7 @@ def build_and_run(
                 test_dir=str(TESTS),
                 build_dir=str(model),
                 results_xml=str(build_dir / f"{name}.xml"),
-                # No pytest assertion rewriting in the simulator: installing the hook costs 0.6 s a
-                # run (it loads hypothesis); a failing assert still shows its line and message.
-                extra_env={"COCOTB_REWRITE_ASSERTION_FILES": "", **extra_env},
+                extra_env={**NO_ASSERT_REWRITE, **extra_env},
                 log_file=str(log),
             )
             tests, fails = get_results(results)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jinja2
 
+from eehw.cache import atomic_write_bytes
 from eehw.errors import EehwError
 from eehw.hw.rtl.design import RtlDesign
 from eehw.hw.tools.verilator import verilator_env
@@ -75,11 +76,17 @@ def _BuildRunner(env: dict[str, str], header: Path | None = None):
                 self.env["MAKEFLAGS"] += f" USER_CPPFLAGS=-Winvalid-pch\\ -include\\ {header}"
             main = _cached_main(build_dir, self.env.get("MAKEFLAGS", ""))
             super()._execute_cmds(cmds[1:], cwd, stdout)
-            if main is not None and not main.exists():
-                _store_main(Path(self.build_dir), main)
+            if main is not None and not main.exists() and (build_dir / MAIN_OBJECT).exists():
+                atomic_write_bytes(main, (build_dir / MAIN_OBJECT).read_bytes())
 
     return Runner()
 
+
+# No pytest assertion rewriting in the simulator's Python: installing cocotb's hook costs 0.6 s a
+# run (it loads hypothesis), against 0.02 s for a few hundred samples of a random model (a run
+# measured 0.9 s -> 0.27 s). The harnesses report through their result files; a failing assert
+# in a testbench still shows its line and message.
+NO_ASSERT_REWRITE = {"COCOTB_REWRITE_ASSERTION_FILES": ""}
 
 MAIN_OBJECT = "verilator.o"  # cocotb's simulation main (share/lib/verilator/verilator.cpp)
 
@@ -107,16 +114,6 @@ def _cached_main(build_dir: Path, makeflags: str) -> Path | None:
     return entry
 
 
-def _store_main(build_dir: Path, entry: Path) -> None:
-    built = build_dir / MAIN_OBJECT
-    if not built.exists():
-        return
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = entry.with_name(entry.name + f".tmp{os.getpid()}-{threading.get_ident()}")
-    shutil.copyfile(built, tmp)
-    tmp.replace(entry)  # atomic: a reader sees the whole object or none
-
-
 def _make_env(make_options: tuple[str, ...] = MAKE_OPTIONS) -> dict[str, str]:
     """Verilator's environment with our make options only (a caller's MAKEFLAGS, e.g. a test
     session's -O0, never reaches a cached model)."""
@@ -125,6 +122,19 @@ def _make_env(make_options: tuple[str, ...] = MAKE_OPTIONS) -> dict[str, str]:
     os.environ.update(VERILATOR_ROOT=env["VERILATOR_ROOT"], PATH=env["PATH"])
     env["MAKEFLAGS"] = " ".join([env["MAKEFLAGS"], *make_options])
     return env
+
+
+def _publish(tmp: Path, folder: Path) -> None:
+    """Move a finished build from ``tmp`` to ``folder`` and stamp it ``.built``, unless another
+    process or thread finished first (then its folder stays and ``tmp`` goes)."""
+    if not (folder / ".built").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            tmp.rename(folder)
+            (folder / ".built").touch()
+        except OSError:
+            pass
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _runtime_objects(env: dict[str, str]) -> list[Path]:
@@ -162,14 +172,7 @@ def _runtime_objects(env: dict[str, str]) -> list[Path]:
             )
         except (Exception, SystemExit):
             return []  # the design's own build will say what is wrong
-        if not (folder / ".built").exists():  # else another process finished first
-            shutil.rmtree(folder, ignore_errors=True)
-            try:
-                tmp.rename(folder)
-                (folder / ".built").touch()
-            except OSError:
-                pass
-        shutil.rmtree(tmp, ignore_errors=True)
+        _publish(tmp, folder)
     return sorted(folder.glob("verilated*.o"))
 
 
@@ -200,14 +203,7 @@ def _precompiled_header(runtime: Path, env: dict[str, str]) -> Path | None:
             shutil.rmtree(tmp, ignore_errors=True)
             return None
         target.rename(tmp / f"{PCH_HEADER}.gch")
-        if not (folder / ".built").exists():  # else another process finished first
-            shutil.rmtree(folder, ignore_errors=True)
-            try:
-                tmp.rename(folder)
-                (folder / ".built").touch()
-            except OSError:
-                pass
-        shutil.rmtree(tmp, ignore_errors=True)
+        _publish(tmp, folder)
     return folder / PCH_HEADER
 
 
@@ -347,10 +343,7 @@ def run_harness(
         test_dir=str(shipped("rtl_sim") / "harness"),
         build_dir=str(build_dir),
         plusargs=list(plusargs),
-        # No pytest assertion rewriting: the harnesses report through their result files, and
-        # installing the hook costs 0.6 s a run (it loads hypothesis), against 0.02 s for a few
-        # hundred samples of a random model: two thirds of a short run (measured 0.9 s -> 0.27 s).
-        extra_env={"EEHW_TB_CONFIG": str(tmp / "tb.json"), "COCOTB_REWRITE_ASSERTION_FILES": ""},
+        extra_env={"EEHW_TB_CONFIG": str(tmp / "tb.json"), **NO_ASSERT_REWRITE},
         results_xml=str(tmp / "results.xml"),
         log_file=str(tmp / "sim.log"),
     )
