@@ -36,11 +36,11 @@
 // full); inputs keep being accepted into the free input bank meanwhile (NF > 1).
 //
 // Pipeline: issue (weight / input-buffer address; synchronous reads) -> stage 1 (weight tile,
-// x slice) -> stage 2 (PE dot products of SIMD terms, bias read) -> stage 3 (PE accumulators,
-// bias loaded on the first tile of each output fold) -> stage 4 (round_shift_sat per PE lane
-// into the output register). NF > 1: the output register (OUT*OUT_W) collects the folds by
-// shifting in PE elements per fold (fold NF-1 enters last, at the top) and is written only when
-// empty or being taken. NF = 1: the output is a 2-entry queue (head + spare), so that s_tready
+// x slice) -> stage 2 (PE dot products of SIMD terms, PARTS partial sums each; bias read) ->
+// stage 3 (PE accumulators, bias loaded on the first tile of each output fold) -> stage 4
+// (round_shift_sat per PE lane into the output register). NF > 1: the output register
+// (OUT*OUT_W) collects the folds by shifting in PE elements per fold (fold NF-1 enters last, at
+// the top) and is written only when empty or being taken. NF = 1: the output is a 2-entry queue (head + spare), so that s_tready
 // never waits for m_tready combinationally.
 //
 // Memories (eehw/rtl_weights.py): WEIGHT_FILE, NF*SF words of PE*SIMD*W_W bits, word
@@ -77,8 +77,11 @@
 // The fixed part (1 lane) is about 180-200 LUT / 175-255 FF; LUTs grow about 30-40 per lane
 // (one 4x4 product and its share of the adder tree; 72 x 16 with constant weights: 21.6 per
 // weight). Products narrower than 9 bits stay in LUTs; Yosys maps >= 9-bit products (e.g. 8-bit
-// x 8-bit) to one DSP48E1 each. Cells seen: RAMB18E1, RAMB36E1, RAM32M, RAM64M, SRL16E (tag
-// pipeline), CARRY4, LUT1-6, MUXF7/8, FDRE/FDSE.
+// x 8-bit) to one DSP48E1 each, summed in cascades of at most 3 (PARTS below; IN = SIMD = 9,
+// OUT = PE = 8, 8-bit unsigned x: 596 LUT, 258 FF, 72 DSP, 5.5 ns logic-only; one cascade of 9:
+// 222 LUT, 258 FF, 13.0 ns).
+// Cells seen: RAMB18E1, RAMB36E1, RAM32M, RAM64M, SRL16E (tag pipeline), CARRY4, LUT1-6,
+// MUXF7/8, FDRE/FDSE.
 `default_nettype none
 
 module mvu #(
@@ -124,6 +127,15 @@ module mvu #(
     localparam integer X_W     = A_W + 1;            // input lane read as signed
     localparam integer P_W     = A_W + W_W;          // one product: exact in A_W + W_W signed bits
     localparam integer S_W     = P_W + $clog2(SIMD) + 1;    // sum of SIMD products (+1: no zero-width extension)
+    // Partial sums per lane. Yosys maps >= 9-bit products to DSP48E1s and a sum of them to a
+    // cascade of the DSPs' post-adders (PCIN), about 1.25 ns a link: SIMD 9 as one sum took
+    // 13.0 ns logic-only, over the 10 ns period. So stage 2 keeps each cascade to CASCADE
+    // products (PARTS partial sums, still absorbed by the DSPs) and stage 3 adds the partials
+    // into the accumulator in LUTs: SIMD 9, PE 8, 8-bit x 4-bit: 5.5 ns, +374 LUT, no FF (a
+    // balanced adder tree in stage 2 took 5.4 ns for +746 LUT and +136 FF). LUT products keep
+    // one sum (Yosys merges it into one $macc whatever its shape).
+    localparam integer CASCADE = 3;
+    localparam integer PARTS   = (P_W >= 9) ? (SIMD + CASCADE - 1) / CASCADE : 1;
     // Accumulator: every product fits A_W + W_W signed bits and IN of them add clog2(IN) bits;
     // one bit more for the bias (or B_W + 1 if the bias is wider), and never narrower than a
     // SIMD partial sum: no sample can overflow it (eehw.rtl_weights.acc_width).
@@ -355,8 +367,8 @@ module mvu #(
     end
 
     // ---------------------------------------------------------------- stage 2: dot products
-    wire [PE*S_W-1:0]  dot;
-    reg  [PE*S_W-1:0]  dot_q;
+    wire [PE*PARTS*S_W-1:0] dot;
+    reg  [PE*PARTS*S_W-1:0] dot_q;
     reg                v2, first2, last2, lastfo2, tlast2;
     reg [TAG_W-1:0]    tag2;
 
@@ -373,15 +385,18 @@ module mvu #(
                 wire signed [P_W-1:0] pf = xs * ws;
                 assign prod[s*P_W +: P_W] = pf;
             end
-            reg [S_W-1:0] sum;
-            integer k;
-            always @* begin
-                sum = {S_W{1'b0}};
-                for (k = 0; k < SIMD; k = k + 1) begin
-                    sum = sum + {{(S_W - P_W){prod[k*P_W + P_W - 1]}}, prod[k*P_W +: P_W]};
+            // KP partial sums, product k in partial k mod KP (see PARTS)
+            for (s = 0; s < PARTS; s = s + 1) begin : g_part
+                reg [S_W-1:0] sum;
+                integer k;
+                always @* begin
+                    sum = {S_W{1'b0}};
+                    for (k = s; k < SIMD; k = k + PARTS) begin
+                        sum = sum + {{(S_W - P_W){prod[k*P_W + P_W - 1]}}, prod[k*P_W +: P_W]};
+                    end
                 end
+                assign dot[(p*PARTS + s)*S_W +: S_W] = sum;
             end
-            assign dot[p*S_W +: S_W] = sum;
         end
     endgenerate
 
@@ -408,7 +423,14 @@ module mvu #(
 
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_acc
-            wire signed [ACC_W-1:0] d = $signed({{(ACC_W - S_W){dot_q[p*S_W + S_W - 1]}}, dot_q[p*S_W +: S_W]});
+            reg signed [ACC_W-1:0] d;   // the lane's dot product: its partial sums added
+            integer j;
+            always @* begin
+                d = {ACC_W{1'b0}};
+                for (j = 0; j < PARTS; j = j + 1) begin
+                    d = d + $signed({{(ACC_W - S_W){dot_q[(p*PARTS + j)*S_W + S_W - 1]}}, dot_q[(p*PARTS + j)*S_W +: S_W]});
+                end
+            end
             wire signed [ACC_W-1:0] b = $signed({{(ACC_W - B_W){b_q[p*B_W + B_W - 1]}}, b_q[p*B_W +: B_W]});
             wire signed [ACC_W-1:0] a = $signed(acc[p*ACC_W +: ACC_W]);
             always @(posedge clk) begin
