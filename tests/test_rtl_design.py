@@ -17,7 +17,7 @@ import pytest
 from eehw import flow
 from eehw.hw.measure import expected_outputs
 from eehw.hw.rtl.sim import simulate
-from eehw.hw.rtl.verilate import PCH_HEADER, build_wrapper, wrapper_source
+from eehw.hw.rtl.verilate import PCH_HEADER, build_wrapper, verilate, wrapper_source
 
 CONFIGS = ["digits_mlp", "digits_cnn", "mnist1d_cnn"]
 
@@ -211,3 +211,15 @@ def test_builds_share_the_precompiled_runtime_header_and_the_cached_main(mlp):
     for run in runs:
         _check(mlp, rtl, run, x, thresholds)
     np.testing.assert_array_equal(runs[0].out_cycle, runs[1].out_cycle)
+
+
+def test_a_warning_that_stops_verilator_is_the_error_named(tmp_path):
+    """Verilator ends a build it stops on a warning with "%Error: Exiting due to 1 warning(s)":
+    the one line must name the warning itself, and no build is left where a finished one goes."""
+    from eehw.errors import EehwError
+
+    source = tmp_path / "narrow.v"
+    source.write_text("module narrow(input wire [3:0] a, output wire [1:0] y);\n  assign y = a;\nendmodule\n")
+    with pytest.raises(EehwError, match=r"Verilator build of narrow failed: %Warning-WIDTH\w*: \S*narrow\.v:2"):
+        verilate([source], "narrow", tmp_path / "model", [])
+    assert not (tmp_path / "model").exists()

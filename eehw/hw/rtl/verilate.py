@@ -243,8 +243,10 @@ def verilate(
         )
     except (Exception, SystemExit) as exc:
         lines = log.read_text().strip().splitlines() if log.exists() else []
-        # Verilator's own error first, else the compiler's, else the log's last line.
-        errors = [line for line in lines if "%Error" in line] + [line for line in lines if "error:" in line]
+        # Verilator's own error first (a warning that stops it before its "Exiting due to N
+        # warning(s)"), else the compiler's, else the log's last line.
+        errors = [line for line in lines if line.startswith(("%Error", "%Warning")) and "Exiting due to" not in line]
+        errors += [line for line in lines if "error:" in line]
         reason = errors[0] if errors else lines[-1] if lines else str(exc)
         raise EehwError(f"Verilator build of {toplevel} failed: {reason.strip()} (log: {log})") from None
     if stamp.exists():  # built meanwhile by another process or thread, maybe in use: keep that one
