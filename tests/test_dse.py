@@ -400,6 +400,26 @@ def test_predicted_cycles_are_within_five_percent_of_simulation(tiny_dse):
 
 
 @pytest.mark.slow
+def test_a_repeated_search_validates_from_the_cache(tiny_dse):
+    """The same search again: every validated design is found in the Verilator-run and Yosys
+    caches (the design is generated at the same path, whose memory file names are part of
+    those keys), so it adds no cache entry and reports the same measurements."""
+    from eehw.paths import cache_dir
+
+    path, first = tiny_dse
+
+    def entries():
+        return {p for kind in ("sim", "yosys") for p in (cache_dir() / kind).rglob("*") if p.is_file()}
+
+    before = entries()
+    again = run(path, "pynq-z2", policies=("margin",), validate=3, validate_ratio_designs=False)
+    assert entries() == before
+    for a, b in zip(first["validated"], again["validated"], strict=True):
+        assert a["id"] == b["id"] and a["measured"]["resources"] == b["measured"]["resources"]
+        assert a["measured"]["latency_cycles"] == b["measured"]["latency_cycles"]
+
+
+@pytest.mark.slow
 def test_predictions_hold_on_a_cnn(cnn_dse_config):
     """On a 2-D CNN (line buffers, pooling, a folded MVU per conv), every validated design,
     simulated whole and synthesised: the composed LUT and FF within 10 % and the throughput

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +37,13 @@ def validate_job(
     ``Measurement``'s JSON plus the generated files (``files``, name -> bytes) for the client to
     write (``write_design_files``), so a Dask worker on another machine needs no folder shared
     with the client."""
-    import tempfile
-
     from eehw.hw.measure import enforce, resources, run_design
     from eehw.hw.plan import plan_design
     from eehw.hw.rtl.design import generate
     from eehw.hw.stages import Folding
 
     plan = plan_design(golden, name, list(exits[:-1]), {k: Folding(*v) for k, v in folding.items()}, max_simd, max_pe)
-    with tempfile.TemporaryDirectory(prefix="eehw-validate-") as tmp:
+    with _design_folder(name) as tmp:
         rtl = generate(plan, params, Path(tmp), golden.exits)
         m = run_design(golden, rtl, params, x_test, list(thresholds), workers=1)  # the pool runs jobs in parallel
         enforce(name, m)  # a validated design that is not bit-exact or breaks its bound stops the search
@@ -50,6 +52,26 @@ def validate_job(
         files = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
         workdir = str(Path(tmp).resolve())
     return {**m.to_json(), "files": files, "worker_dir": workdir}
+
+
+@contextmanager
+def _design_folder(name: str) -> Iterator[Path]:
+    """An empty folder for one design, removed afterwards, at the same path every run: the
+    generated Verilog names its weight memories by absolute path, and that text is part of
+    every Verilator and Yosys cache key, so a random temporary folder made a warm search
+    simulate and synthesise every design again. Validations of one name take turns."""
+    from eehw.paths import cache_dir
+
+    folder = cache_dir() / "validate" / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_design_files(measured: dict, out_dir: Path) -> None:
