@@ -40,9 +40,11 @@ def test_yosys_jobs_on_dask_equal_local_processes(cluster, tmp_path, monkeypatch
     assert local["merge"]["LUT"] > 0 and local["fork"]["LUTRAM"] >= 8
 
 
-def test_an_unreachable_scheduler_is_a_one_line_error():
+def test_an_unreachable_scheduler_is_a_one_line_error(monkeypatch):
+    from eehw.dse import executor as executor_module
     from eehw.errors import EehwError
 
+    monkeypatch.setattr(executor_module, "CONNECT_TIMEOUT", "1s")  # nothing listens on port 9
     with pytest.raises(EehwError, match="cannot reach the Dask scheduler"):
         with executor("tcp://127.0.0.1:9"):
             pass

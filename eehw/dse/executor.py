@@ -16,6 +16,8 @@ from typing import Any
 
 from eehw.errors import EehwError
 
+CONNECT_TIMEOUT = "10s"  # Dask's own default: a scheduler on another machine may take seconds to answer
+
 
 def default_workers() -> int:
     """One worker per core the process may use (Yosys and Verilator are single-threaded)."""
@@ -45,7 +47,7 @@ def executor(scheduler: str | None = None, workers: int | None = None) -> Iterat
     if not isinstance(scheduler, str):  # a LocalCluster or anything with a scheduler address
         scheduler = getattr(scheduler, "scheduler_address", scheduler)
     try:
-        client = Client(scheduler, timeout="10s")
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT)
     except OSError as exc:
         raise EehwError(
             f"cannot reach the Dask scheduler at {scheduler}: {exc}; start one with "
