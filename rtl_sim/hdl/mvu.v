@@ -40,8 +40,8 @@
 // stage 3 (PE accumulators, bias loaded on the first tile of each output fold) -> stage 4
 // (round_shift_sat per PE lane into the output register). NF > 1: the output register
 // (OUT*OUT_W) collects the folds by shifting in PE elements per fold (fold NF-1 enters last, at
-// the top) and is written only when empty or being taken. NF = 1: the output is a 2-entry queue (head + spare), so that s_tready
-// never waits for m_tready combinationally.
+// the top) and is written only when empty or being taken. NF = 1: the output is a 2-entry queue
+// (head + spare), so that s_tready never waits for m_tready combinationally.
 //
 // Memories (eehw/rtl_weights.py): WEIGHT_FILE, NF*SF words of PE*SIMD*W_W bits, word
 // f_out*SF + f_in, lane (p, s) at bits [(p*SIMD + s)*W_W +: W_W] = W[f_out*PE + p][f_in*SIMD + s];
@@ -385,7 +385,7 @@ module mvu #(
                 wire signed [P_W-1:0] pf = xs * ws;
                 assign prod[s*P_W +: P_W] = pf;
             end
-            // KP partial sums, product k in partial k mod KP (see PARTS)
+            // PARTS partial sums, product k in partial k mod PARTS
             for (s = 0; s < PARTS; s = s + 1) begin : g_part
                 reg [S_W-1:0] sum;
                 integer k;
