@@ -86,9 +86,9 @@ def test_validation_on_process_workers_needs_no_shared_folder(tiny_dse_config, t
     worker = tmp_path / "worker"
     env = {"EEHW_CACHE_DIR": str(worker / "cache"), "EEHW_BUILD_DIR": str(worker / "build")}
     # The worker's cache starts with a copy of the session's characterisations (the search on Dask
-    # above made them) and of Verilator's compiled runtime (its objects, precompiled header and
-    # simulation main, built once per machine): it then builds, simulates and synthesises only
-    # the validated designs, which is what this test is about, and none of those is in its cache.
+    # above made them) and of Verilator's compiled runtime (its objects and precompiled header,
+    # built once per machine): it then builds, simulates and synthesises only the validated
+    # designs, which is what this test is about, and none of those is in its cache.
     (worker / "cache" / "verilator").mkdir(parents=True)
     if (cache_dir() / "characterise").is_dir():
         shutil.copytree(cache_dir() / "characterise", worker / "cache" / "characterise")
