@@ -15,6 +15,7 @@ from eehw.dse.explore import dse_dir
 from eehw.dse.search import Constraints, search
 from eehw.hw.plan import plan_design
 from eehw.hw.rtl.design import generate
+from eehw.hw.timing import exit_paths
 from eehw.model.export import brevitas_int_logits, export_golden
 from eehw.model.head_variants import assemble, assembled_golden, train_alternatives
 from eehw.policy.logits import cached_logits
@@ -139,7 +140,7 @@ def test_composed_cycles_of_an_alternative_head_equal_the_generators_bound(tiny,
         golden = assembled_golden(choices, {0: "conv_pool_linear"})
         plan = plan_design(golden, f"chk{i}", [0], {k: Folding(*v) for k, v in des["folding"].items()}, 2, 1)
         rtl = generate(plan, pols["margin"], tmp_path / f"d{i}", golden.exits)
-        assert des["predicted"]["worst_latency"] == rtl.latency_bound
+        assert des["predicted"]["worst_latency"] == exit_paths(plan, rtl.decision)[-1].latency >= rtl.latency_bound
         checked += 1
     assert checked
 

@@ -6,7 +6,8 @@ inputs, 8-16-bit logits, shifts of both signs, heads with and without their own 
 built, completed and calibrated as the flow would. Brevitas, the golden model, the RTL
 early-exit design, the RTL no-exit baseline (Verilator) and the hls4ml C-sim chain must agree
 on every one of 300 random inputs, exit index and class included, with no sample lost or
-duplicated and the worst case (every sample forced to the final exit) within the stated bound.
+duplicated, the worst case (every sample forced to the final exit, one at a time) equal to the
+stated one and never above the bound the DSE composes.
 A failure names the seed: ``eehw.random_models.check_seed(seed, path, hls=True)`` reruns it.
 
 The fast suite checks 3 models at every level; the slow suite 200 at every RTL level (on both

@@ -67,7 +67,7 @@ def test_a_28x28_early_exit_design_streams_bit_exact(fmnist, tmp_path):
         if kind == "early_exit":
             assert len(set(runs["stream"][0].exit_index.tolist())) == len(golden.exits)
         worst = runs["worst"][0].latency
-        assert worst.max() == worst.min() <= rtl.latency_bound, (kind, worst.max(), rtl.latency_bound)
+        assert worst.max() == rtl.latency_bound, (kind, worst.max(), rtl.latency_bound)
 
 
 def test_the_28x28_plan_keeps_no_map_in_one_beat(fmnist):

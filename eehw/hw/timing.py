@@ -33,9 +33,13 @@ after the last input beat. ``segment_timings`` applies it to the blocks between 
 the head after them (a segment starts with a burst: the design's input or a forward queue).
 A stage that waits on another stage's pace is bounded with it: a sliding window and the MVU
 it feeds are one max-plus stage (``window_mvu_timing``), since a folded MVU behind a strided
-window queues a whole row of windows. The measured worst case of every validated design is
-checked against the bound (eehw.hw.measure), and the random-model property test compares the
-two on 200 models.
+window queues a whole row of windows.
+
+This is the DSE's model: an upper bound that composes from characterised units. A generated
+design states its worst case beat by beat instead (``worst_case_latency``, eehw.hw.beats),
+which the simulation meets to the cycle: the flow stops when the measurement is above it
+(eehw.hw.measure), and the random-model property test requires the two to be equal on 200
+models and the composed bound never to be below them.
 """
 
 from __future__ import annotations
@@ -44,10 +48,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from eehw.hw.beats import NEVER, Chain, Register, Window
 from eehw.hw.plan import DecisionFormat, DesignPlan
 from eehw.hw.stages import DwcStage, FifoStage, HwBlock, MvuStage, PoolStage, WindowStage
-
-NEVER = -(1 << 40)  # "no dependence" in the max-plus matrices (minus infinity, kept an integer)
 
 
 @dataclass(frozen=True)
@@ -210,52 +213,14 @@ def dwc_timing(stage: DwcStage, gap: int = 1) -> Timing:
 
 def _window_mvu_run(w: WindowStage, m: MvuStage, arrivals: list[int]) -> tuple[int, int]:
     """(first, last) output edge of a sliding window feeding an MVU for input beats offered at
-    ``arrivals``, from the two headers' timing rules: the scan takes one step a cycle and a real
-    pixel no earlier than it is offered, waits at a window until the previous window's last beat
-    has left (NB = 1: at any step while the window is held); the MVU takes a vector's beats one a
-    cycle into a free bank (NF > 1: two banks, one freed when its vector's NF passes are done),
-    computes a vector in II cycles once its last beat is in and the previous one is done, and sends
-    it L_last = II + 4 cycles after its last beat on an idle unit (NF = 1: 4, no buffer)."""
-    kh = w.k if w.dims == 2 else 1
-    ph = w.pad if w.dims == 2 else 0
-    wp = w.width + 2 * w.pad
-    out_h, out_w = w.out_hw
-    wins = {(kh - 1 + oh * w.stride) * wp + w.k - 1 + ow * w.stride for oh in range(out_h) for ow in range(out_w)}
-    nb = w.window // w.simd
-    sf = m.in_n // m.folding.simd
-    ii = m.vector_ii
-    nf = m.out_n // m.folding.pe
-    real = [r * wp + x for r in range(ph, ph + w.height) for x in range(w.pad, w.pad + w.width)]
-    pixel, t, held_until, last_beat = 0, arrivals[0], NEVER, NEVER
-    computed: list[int] = []  # NF > 1: the edge each vector's compute starts
-    outs: list[int] = []
-    for step in range(max(max(wins), real[-1]) + 1):
-        if step:
-            t = max(t + 1, held_until)
-        if pixel < len(real) and step == real[pixel]:
-            t = max(t, arrivals[pixel])
-            pixel += 1
-            t_last_pixel = t
-        if step not in wins:
-            continue
-        t = max(t, last_beat)  # the previous window's beats have left
-        beat = t
-        free = computed[-2] + ii if nf > 1 and len(computed) >= 2 else NEVER  # this vector's bank
-        for _ in range(nb):
-            beat = max(beat + 1, free)
-        last_beat = beat
-        held_until = beat if nb == 1 else NEVER
-        if nf == 1:
-            outs.append(beat + 4)
-        else:
-            start = max(beat + 1, computed[-1] + ii if computed else NEVER)
-            computed.append(start)
-            outs.append(start + ii + 3)
-    assert nb == sf and len(outs) == m.positions, (w.name, m.name)
-    # A window that drops trailing input (floor mode) can send its last beat before the last
-    # input pixel; the stage still ends no earlier than that pixel, so that a bound ending at a
-    # result also covers every stage being done with the sample (the next one finds them idle).
-    return outs[0], max(outs[-1], t_last_pixel)
+    ``arrivals`` on idle modules (eehw.hw.beats.Window). A window that drops trailing input
+    (floor mode) can send its last beat before the last input pixel; the stage still ends no
+    earlier than that pixel is consumed, so that a bound ending at a result also covers every
+    stage being done with the sample (the next one finds them idle)."""
+    pair = Window(w, m)
+    _, outs = pair.feed(arrivals)
+    assert len(outs) == m.positions, (w.name, m.name)
+    return outs[0], max(outs[-1], pair.consumed)
 
 
 def window_mvu_timing(w: WindowStage, m: MvuStage, gap: int = 1) -> Timing:
@@ -486,3 +451,40 @@ def exit_paths(plan: DesignPlan, fmt: DecisionFormat) -> list[Timing]:
             # out) into the forward queue
             segment = [to_decision, gate_forward(block.out_beats), streaming(FIFO_LATENCY, block.out_beats)]
     return paths
+
+
+WORST_CASE_SAMPLES = 64  # samples the beat-exact run may take to repeat its state (3 or fewer so far)
+
+
+def worst_case_latency(plan: DesignPlan, fmt: DecisionFormat) -> int:
+    """The measured worst case, beat by beat (eehw.hw.beats): samples sent one at a time, each
+    offered the cycle after the previous result and taken to the final exit (every earlier gate
+    forwards it once its head has decided), from the first input beat's handshake to the result.
+    A sample can find earlier stages still busy with the previous one's trailing work, so samples
+    are run until the design's state at an offer repeats; the latency is the largest seen."""
+    blocks = [Chain(b.stages) for b in plan.blocks]
+    heads = {p: Chain(h.stages) for p, h in plan.heads.items()}
+    forks = {p: Register(FORK_LATENCY) for p in plan.heads}
+    queues = {p: Register(FIFO_LATENCY) for p in plan.heads}
+    beats, offer, worst, seen = plan.blocks[0].in_beats, 0, 0, set()
+    for _ in range(WORST_CASE_SAMPLES):
+        arrivals, start = [offer + i for i in range(beats)], None
+        for position, block in enumerate(blocks):
+            taken, arrivals = block.feed(arrivals)
+            start = taken[0] if start is None else start
+            if position not in plan.heads:
+                continue
+            final = position == plan.exits[-1]
+            _, logits = heads[position].feed(arrivals if final else forks[position].feed(arrivals)[1])
+            decision = logits[-1] + fmt.latency_after(plan.heads[position].ii)
+            if final:
+                result = decision + MERGE_LATENCY
+                break
+            forwarded = [decision + GATE_FORWARD_LATENCY + k for k in range(len(arrivals))]
+            arrivals = queues[position].feed(forwarded)[1]
+        worst, offer = max(worst, result - start), result + 1
+        state = tuple(m.state(offer) for m in [*blocks, *heads.values(), *forks.values(), *queues.values()])
+        if state in seen:
+            break
+        seen.add(state)
+    return worst

@@ -169,10 +169,10 @@ def to_markdown(report: dict) -> str:
         lines.append(f"| {name} | {r['LUT']:,} | {r['FF']:,} | {r['CARRY4']:,} | {r['DSP']} | {r['BRAM18']} |")
     lines += [
         "",
-        f"Resources by {report['resources']['tool']}; cycles from Verilator under cocotb. Latency: each "
-        f"test sample alone on an idle pipeline; throughput: the test set back to back. The bound is the "
-        f"generator's figure for a sample that reaches the final exit; `worst case measured` is that path "
-        f"simulated.",
+        f"Resources by {report['resources']['tool']}; cycles from Verilator under cocotb. Latency: the "
+        f"test samples one at a time, each sent when the previous result is out; throughput: the test set "
+        f"back to back. The bound is the generator's beat-exact figure for samples sent that way to the "
+        f"final exit; `worst case measured` is that run simulated.",
         "",
     ]
     if report.get("hls"):

@@ -16,7 +16,14 @@ from eehw.errors import EehwError
 from eehw.hw.plan import TAG_W, DecisionFormat, DesignPlan, decision_format
 from eehw.hw.rtl.weights import write_bias_memory, write_weight_memory
 from eehw.hw.stages import HwBlock, MvuStage, RequantStage
-from eehw.hw.timing import FORWARD_QUEUE_SAMPLES, GATE_DECISIONS, block_timing, buffer_depth, exit_paths, queue_depth
+from eehw.hw.timing import (
+    FORWARD_QUEUE_SAMPLES,
+    GATE_DECISIONS,
+    block_timing,
+    buffer_depth,
+    queue_depth,
+    worst_case_latency,
+)
 from eehw.paths import shipped
 from eehw.policy.policies import PolicyParams
 
@@ -63,9 +70,11 @@ class RtlDesign:
 
     @property
     def latency_bound(self) -> int:
-        """Cycles from a sample's first input beat to its result, for a sample that reaches the
-        final exit on an idle pipeline (eehw.hw.timing.exit_paths)."""
-        return exit_paths(self.plan, self.decision)[-1].latency
+        """Cycles from a sample's first input beat to its result, for samples sent one at a
+        time to the final exit: the measured worst case, beat for beat
+        (eehw.hw.timing.worst_case_latency). The DSE composes the upper bound
+        ``exit_paths(...)[-1].latency`` instead, which it is never above."""
+        return worst_case_latency(self.plan, self.decision)
 
     @property
     def res_w(self) -> int:
