@@ -20,7 +20,7 @@ import argparse
 
 import numpy as np
 
-CONFIGS = ["digits_mlp", "digits_cnn", "mnist1d_cnn"]
+CONFIGS = ["digits_mlp", "digits_cnn", "mnist1d_cnn", "fmnist_cnn"]
 FIELDS = ("exit_index", "prediction", "confidence", "in_cycle", "out_cycle")
 
 
