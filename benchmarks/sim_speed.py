@@ -73,7 +73,7 @@ def main() -> None:
         repeat = -(-args.samples // len(x_int))
         low = [max(1, t // 4) for t in thresholds]  # samples leave at every exit
         bp = simulate(rtl, x_int, low, repeat=repeat, gap_p=0.3, stall_p=0.4, seed=7)
-        exp_exit, exp_class = expected_outputs(design.golden, rtl, flow._policy(design), x, low)
+        exp_exit, exp_class = expected_outputs(design.golden, rtl, flow.design_policy(design), x, low)
         mismatches = int(
             ((bp.exit_index != np.tile(exp_exit, repeat)) | (bp.prediction != np.tile(exp_class, repeat))).sum()
         )

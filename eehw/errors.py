@@ -12,7 +12,12 @@ class VerificationError(EehwError):
 
     def __init__(self, level: str, message: str):
         super().__init__(f"{level}: {message}")
-        self.level = level
+        self.level, self.message = level, message
+
+    def __reduce__(self):
+        # Raised in a DSE validation worker, it must cross back to the parent process: the
+        # default pickling calls __init__ with the one formatted string (BrokenProcessPool).
+        return type(self), (self.level, self.message)
 
 
 def first_line(exc: BaseException) -> str:

@@ -4,7 +4,7 @@ the pipeline (the random-model property test compares it with the simulation on 
 
 import numpy as np
 
-from eehw.hw.beats import Mvu, Pool, Window
+from eehw.hw.beats import ExitGate, Mvu, Pool, Window
 from eehw.hw.stages import Folding, MvuStage, PoolStage, WindowStage
 
 
@@ -46,6 +46,18 @@ def test_pool_meets_its_header_latencies():
     assert outs[0] - taken[0] == (1 * 7 + 1) * 2 + 1
     i_last = ((3 * 2 - 1) * 7 + 3 * 2 - 1) * 2 + 1
     assert outs[-1] - taken[-1] == i_last - 6 * 7 * 2 + 2
+
+
+def test_exit_gate_forwards_as_its_header_states():
+    """exit_gate.v: with the sample buffered, beats on edges n+1 .. n+L after the decision's edge
+    n; a beat still arriving when the decision is there goes out the cycle after it is taken
+    (fmnist_cnn with a pool_linear head at exit 2: that head decides before block 2's trailing
+    pixels are in, measured 30 cycles over a model that forwarded from the decision alone)."""
+    assert ExitGate().forward([0, 1, 2], decision=5) == [6, 7, 8]
+    assert ExitGate().forward([3, 9, 30], decision=5) == [6, 10, 31]
+    gate = ExitGate()
+    gate.forward([0, 1, 2], decision=40)
+    assert gate.forward([1, 2], decision=41) == [44, 45]  # after the previous sample's last beat (43)
 
 
 def test_the_worst_case_counts_the_previous_samples_trailing_work(tmp_path):

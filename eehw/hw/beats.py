@@ -190,6 +190,26 @@ class Dwc(_Model):
         return taken, outs
 
 
+class ExitGate(_Model):
+    """exit_gate.v forwarding a sample: its first feature beat the cycle after the decision, one
+    a cycle, none before the cycle after it entered the buffer (a head whose pool drops trailing
+    pixels decides before the block's last beats are in), and none before the previous sample's
+    last beat has left."""
+
+    _times = ("last",)
+
+    def __init__(self):
+        self.last = NEVER
+
+    def forward(self, buffered: list[int], decision: int) -> list[int]:
+        outs, t = [], max(decision, self.last)
+        for b in buffered:
+            t = max(t + 1, b + 1)
+            outs.append(t)
+        self.last = t
+        return outs
+
+
 class Chain(_Model):
     """Stages in stream order, a sliding window and the MVU right after it as one model."""
 

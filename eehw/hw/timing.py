@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eehw.hw.beats import NEVER, Chain, Register, Window
+from eehw.hw.beats import NEVER, Chain, ExitGate, Register, Window
 from eehw.hw.plan import DecisionFormat, DesignPlan
 from eehw.hw.stages import DwcStage, FifoStage, HwBlock, MvuStage, PoolStage, WindowStage
 
@@ -465,6 +465,7 @@ def worst_case_latency(plan: DesignPlan, fmt: DecisionFormat) -> int:
     blocks = [Chain(b.stages) for b in plan.blocks]
     heads = {p: Chain(h.stages) for p, h in plan.heads.items()}
     forks = {p: Register(FORK_LATENCY) for p in plan.heads}
+    gates = {p: ExitGate() for p in plan.heads}
     queues = {p: Register(FIFO_LATENCY) for p in plan.heads}
     beats, offer, worst, seen = plan.blocks[0].in_beats, 0, 0, set()
     for _ in range(WORST_CASE_SAMPLES):
@@ -475,15 +476,16 @@ def worst_case_latency(plan: DesignPlan, fmt: DecisionFormat) -> int:
             if position not in plan.heads:
                 continue
             final = position == plan.exits[-1]
-            _, logits = heads[position].feed(arrivals if final else forks[position].feed(arrivals)[1])
+            forked = arrivals if final else forks[position].feed(arrivals)[1]  # to the head and the buffer
+            _, logits = heads[position].feed(forked)
             decision = logits[-1] + fmt.latency_after(plan.heads[position].ii)
             if final:
                 result = decision + MERGE_LATENCY
                 break
-            forwarded = [decision + GATE_FORWARD_LATENCY + k for k in range(len(arrivals))]
-            arrivals = queues[position].feed(forwarded)[1]
+            arrivals = queues[position].feed(gates[position].forward(forked, decision))[1]
         worst, offer = max(worst, result - start), result + 1
-        state = tuple(m.state(offer) for m in [*blocks, *heads.values(), *forks.values(), *queues.values()])
+        models = [*blocks, *heads.values(), *forks.values(), *gates.values(), *queues.values()]
+        state = tuple(m.state(offer) for m in models)
         if state in seen:
             break
         seen.add(state)
