@@ -141,3 +141,15 @@ def test_a_design_over_the_board_budget_stops_the_flow_with_its_report(config, t
     report = json.loads((folder / "report.json").read_text())
     assert report["status"] == "over budget" and report["fits"] is False and report["resources"]["LUT"] > 500
     assert "OVER BUDGET" in (folder / "report.md").read_text().splitlines()[0]
+
+
+def test_a_verification_error_crosses_process_boundaries():
+    """A DSE validation worker raises it in another process: it must unpickle there as itself
+    (before, the pool saw a broken worker and the search stopped on BrokenProcessPool)."""
+    import pickle
+
+    from eehw.errors import VerificationError
+
+    back = pickle.loads(pickle.dumps(VerificationError("fmnist_cnn_dse_88", "worst case 2374 > 2344")))
+    assert isinstance(back, VerificationError)
+    assert (back.level, str(back)) == ("fmnist_cnn_dse_88", "fmnist_cnn_dse_88: worst case 2374 > 2344")
