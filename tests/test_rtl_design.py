@@ -177,7 +177,7 @@ def test_a_design_over_budget_says_which_resource_and_by_how_much(mlp, tmp_path)
 @pytest.mark.slow
 def test_a_repeated_simulation_is_read_from_the_cache(mlp):
     """The same build on the same stimulus: the second run is the stored result (no simulator
-    run), equal to the first; another stimulus is simulated."""
+    run), equal to the first, unless asked to simulate; another stimulus is simulated."""
     rtl = mlp.rtl["baseline"]
     x_int = mlp.golden.quantize_input(mlp.data.x_test[:37])
     first = simulate(rtl, x_int, [], stall_p=0.25, seed=1234)
@@ -187,6 +187,8 @@ def test_a_repeated_simulation_is_read_from_the_cache(mlp):
     np.testing.assert_array_equal(again.prediction, first.prediction)
     np.testing.assert_array_equal(again.out_cycle, first.out_cycle)
     assert again.cycles == first.cycles
+    fresh = simulate(rtl, x_int, [], stall_p=0.25, seed=1234, reuse=False)  # a benchmark timing the simulator
+    assert fresh.wall_seconds > 0 and fresh.cycles == first.cycles
     other = simulate(rtl, x_int, [], stall_p=0.25, seed=1234, one_at_a_time=True)
     assert other.wall_seconds > 0 and other.cycles != first.cycles
 

@@ -115,6 +115,7 @@ def simulate(
     harness: str = "wrapper",
     inject: str = "",
     quick: bool = False,
+    reuse: bool = True,
 ) -> SimResult:
     """Run samples through the design; ``thresholds`` has one register value per non-final
     exit of the design (None disables that exit). The test set goes in ``repeat`` times; each
@@ -122,7 +123,8 @@ def simulate(
     probability ``stall_p``. ``harness="cocotb"`` runs the per-cycle Python testbench instead
     (much slower; its random gaps and stalls are a different sequence). ``inject`` goes into the
     wrapper (see wrapper_source). ``quick`` builds the model unoptimised: for a few hundred
-    samples of a small design, where the build costs more than the run."""
+    samples of a small design, where the build costs more than the run. ``reuse=False`` runs the
+    simulator even when the same build has run the same stimulus (a benchmark timing it)."""
     if harness not in HARNESSES:
         raise EehwError(f"unknown simulation harness '{harness}'; use one of {', '.join(HARNESSES)}")
     threshold_word, enable_word = _register_words(rtl, thresholds)
@@ -175,7 +177,7 @@ def simulate(
     # The same build on the same stimulus gives the same cycles: a warm flow reads the result.
     key = hashlib.sha256(json.dumps([build_dir.name, cfg], sort_keys=True).encode() + rows.tobytes()).hexdigest()[:24]
     cached = cache_dir() / "sim" / f"{rtl.top}-{key}.npz"
-    raw = _cached_run(cached)
+    raw = _cached_run(cached) if reuse else None
     if raw is not None:
         return _decode(rtl, raw, total, 0.0)
     with tempfile.TemporaryDirectory(prefix="eehw-sim-") as tmp:
