@@ -14,7 +14,10 @@ Each model takes the edges its input beats are offered at and returns the edges 
 at and the edges its output beats are offered at, as if its output were always taken: a stage
 that stalls its upstream is modelled where it stalls it (a sliding window and the MVU it feeds
 are one model), and the random-model property test checks the result against the simulated
-worst case of 200 designs, cycle for cycle.
+worst case of 200 designs, cycle for cycle. Backpressure between other modules (a full FIFO
+holding up the stage before it) is not modelled: had it delayed a result, the simulation would
+measure more than stated and the flow would stop on it (eehw.hw.measure), as it stops on any
+broken figure.
 """
 
 from __future__ import annotations
