@@ -112,16 +112,10 @@ class Window(_Model):
 
     def __init__(self, w: WindowStage, m: MvuStage | None = None):
         self.mvu = Mvu(m) if m is not None else None
-        kh = w.k if w.dims == 2 else 1
-        ph = w.pad if w.dims == 2 else 0
-        wp = w.width + 2 * w.pad
-        out_h, out_w = w.out_hw
-        self.steps = (w.height + 2 * ph) * wp
-        self.wins = {
-            (kh - 1 + oh * w.stride) * wp + w.k - 1 + ow * w.stride for oh in range(out_h) for ow in range(out_w)
-        }
+        self.steps = w.scan_steps
+        self.wins = set(w.window_steps)
         self.nb = w.window // w.simd
-        self.real = [r * wp + x for r in range(ph, ph + w.height) for x in range(w.pad, w.pad + w.width)]
+        self.real = w.pixel_steps
         self.step, self.held_until, self.last_beat, self.consumed = NEVER, NEVER, NEVER, NEVER
 
     def state(self, offset: int) -> tuple:
@@ -145,9 +139,10 @@ class Window(_Model):
                 continue
             if self.mvu is None:
                 beats = [t + 1 + j for j in range(self.nb)]
+                outs += beats
             else:
                 beats, out = self.mvu.take(lambda j, earliest, t=t: t + 1 if j == 0 else earliest)
-            outs += beats if self.mvu is None else [out]
+                outs.append(out)
             self.last_beat = beats[-1]
             self.held_until = beats[-1] if self.nb == 1 else NEVER
         return taken, outs
@@ -213,16 +208,26 @@ class ExitGate(_Model):
         return outs
 
 
+def window_pairs(stages) -> list[tuple[int, object, MvuStage | None]]:
+    """(index, stage, the MVU it feeds) for each timed unit of a chain: a sliding window and the
+    MVU right after it are one unit (each waits on the other), every other stage is its own."""
+    stages, units, i = list(stages), [], 0
+    while i < len(stages):
+        s = stages[i]
+        pair = isinstance(s, WindowStage) and i + 1 < len(stages) and isinstance(stages[i + 1], MvuStage)
+        units.append((i, s, stages[i + 1] if pair else None))
+        i += 2 if pair else 1
+    return units
+
+
 class Chain(_Model):
     """Stages in stream order, a sliding window and the MVU right after it as one model."""
 
     def __init__(self, stages):
-        stages, self.models, i = list(stages), [], 0
-        while i < len(stages):
-            s = stages[i]
-            pair = isinstance(s, WindowStage) and i + 1 < len(stages) and isinstance(stages[i + 1], MvuStage)
+        self.models = []
+        for _, s, mvu in window_pairs(stages):
             if isinstance(s, WindowStage):
-                self.models.append(Window(s, stages[i + 1] if pair else None))
+                self.models.append(Window(s, mvu))
             elif isinstance(s, MvuStage):
                 self.models.append(Mvu(s))
             elif isinstance(s, PoolStage):
@@ -231,7 +236,6 @@ class Chain(_Model):
                 self.models.append(Dwc(s))
             else:
                 self.models.append(Register())
-            i += 2 if pair else 1
 
     def state(self, offset: int) -> tuple:
         return tuple(m.state(offset) for m in self.models)

@@ -205,6 +205,30 @@ class WindowStage(_SameWidth):
         return (self.k**self.dims) * self.c
 
     @property
+    def scan_steps(self) -> int:
+        """Steps of sliding_window.v's scan of the padded map (HP x WP), a sample."""
+        return ((self.height + 2 * self.pad) if self.dims == 2 else 1) * (self.width + 2 * self.pad)
+
+    @property
+    def window_steps(self) -> list[int]:
+        """The scan steps that complete a window, in output order (W_0 .. W_{P-1})."""
+        kh = self.k if self.dims == 2 else 1
+        wp = self.width + 2 * self.pad
+        out_h, out_w = self.out_hw
+        return [
+            (kh - 1 + oh * self.stride) * wp + self.k - 1 + ow * self.stride
+            for oh in range(out_h)
+            for ow in range(out_w)
+        ]
+
+    @property
+    def pixel_steps(self) -> list[int]:
+        """The scan step of each input pixel, in stream order (the rest are padding)."""
+        ph = self.pad if self.dims == 2 else 0
+        wp = self.width + 2 * self.pad
+        return [r * wp + x for r in range(ph, ph + self.height) for x in range(self.pad, self.pad + self.width)]
+
+    @property
     def in_beat(self) -> int:
         return self.c
 

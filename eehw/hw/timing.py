@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eehw.hw.beats import NEVER, Chain, ExitGate, Register, Window
+from eehw.hw.beats import NEVER, Chain, ExitGate, Register, Window, window_pairs
 from eehw.hw.plan import DecisionFormat, DesignPlan
 from eehw.hw.stages import DwcStage, FifoStage, HwBlock, MvuStage, PoolStage, WindowStage
 
@@ -157,15 +157,8 @@ def window_timing(stage: WindowStage, gap: int = 1) -> Timing:
     """sliding_window.v header: a scan of the padded map, one step a cycle, waiting at a window
     position until the previous window's NB beats have left. The first window needs the input
     pixels up to its last one that is not padding."""
-    kh = stage.k if stage.dims == 2 else 1
-    wp = stage.width + 2 * stage.pad
-    out_h, out_w = stage.out_hw
     nb = stage.window // stage.simd
-    wins = [
-        (kh - 1 + oh * stage.stride) * wp + stage.k - 1 + ow * stage.stride
-        for oh in range(out_h)
-        for ow in range(out_w)
-    ]
+    wins = stage.window_steps
     loads = [wins[0]]
     for a, b in zip(wins, wins[1:]):
         loads.append(loads[-1] + max(nb, b - a))
@@ -176,10 +169,7 @@ def window_timing(stage: WindowStage, gap: int = 1) -> Timing:
         j = max(i for i, w in enumerate(wins) if w <= step)
         return loads[j] + step - wins[j]
 
-    ph = stage.pad if stage.dims == 2 else 0
-    last_pixels = [r * wp + x for r in range(ph, ph + stage.height) for x in range(stage.pad, stage.pad + stage.width)][
-        -2:
-    ]
+    last_pixels = stage.pixel_steps[-2:]
     last_in = step_edge(last_pixels[0]) + 1 if len(last_pixels) == 2 else 0
     span, drain = _ending(last_in, loads[-1] + nb - last_in)
     edge = stage.k - 1 - stage.pad  # the first window's last real row and column
@@ -240,16 +230,10 @@ def window_mvu_timing(w: WindowStage, m: MvuStage, gap: int = 1) -> Timing:
 
 def stages_timing(stages, gaps) -> Timing:
     """A chain of stages at their input gaps, a sliding window and the MVU it feeds taken as one."""
-    stages, gaps, parts, i = list(stages), list(gaps), [], 0
-    while i < len(stages):
-        s = stages[i]
-        if isinstance(s, WindowStage) and i + 1 < len(stages) and isinstance(stages[i + 1], MvuStage):
-            parts.append(window_mvu_timing(s, stages[i + 1], gaps[i]))
-            i += 2
-        else:
-            parts.append(stage_timing(s, gaps[i]))
-            i += 1
-    return chain(parts)
+    gaps = list(gaps)
+    return chain(
+        window_mvu_timing(s, mvu, gaps[i]) if mvu else stage_timing(s, gaps[i]) for i, s, mvu in window_pairs(stages)
+    )
 
 
 @dataclass(frozen=True)
@@ -467,6 +451,7 @@ def worst_case_latency(plan: DesignPlan, fmt: DecisionFormat) -> int:
     forks = {p: Register(FORK_LATENCY) for p in plan.heads}
     gates = {p: ExitGate() for p in plan.heads}
     queues = {p: Register(FIFO_LATENCY) for p in plan.heads}
+    models = [*blocks, *heads.values(), *forks.values(), *gates.values(), *queues.values()]
     beats, offer, worst, seen = plan.blocks[0].in_beats, 0, 0, set()
     for _ in range(WORST_CASE_SAMPLES):
         arrivals, start = [offer + i for i in range(beats)], None
@@ -484,7 +469,6 @@ def worst_case_latency(plan: DesignPlan, fmt: DecisionFormat) -> int:
                 break
             arrivals = queues[position].feed(gates[position].forward(forked, decision))[1]
         worst, offer = max(worst, result - start), result + 1
-        models = [*blocks, *heads.values(), *forks.values(), *gates.values(), *queues.values()]
         state = tuple(m.state(offer) for m in models)
         if state in seen:
             break
